@@ -1,0 +1,1 @@
+"""Evaluation, fusion and audits (issue 6)."""

@@ -1,0 +1,1 @@
+"""Manifest schema, the DuckDB catalog and the SQL entry points."""

@@ -1,0 +1,86 @@
+"""The DuckDB catalog at the dataset root: views over the manifest Parquet, and read-only SQL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .schema import CATALOG_FILE, DUCKDB_TYPES, MANIFEST_DIR, TABLES
+
+ALLOWED_STATEMENTS = ("SELECT", "EXPLAIN", "PRAGMA")
+
+
+class CatalogError(RuntimeError):
+    """The catalog or a query cannot be used; the message says why and what to do."""
+
+
+def _view_sql(root: Path, table: str, columns) -> str:
+    pattern = f"{MANIFEST_DIR}/{table}/*.parquet"
+    if any((root / MANIFEST_DIR / table).glob("*.parquet")):
+        return (f"create or replace view {table} as select * from "
+                f"read_parquet('{pattern}', union_by_name=true)")
+    cols = ", ".join(f"null::{DUCKDB_TYPES[t]} as {name}" for name, t in columns)
+    return f"create or replace view {table} as select {cols} where false"
+
+
+def refresh_catalog(root: Path) -> Path:
+    """(Re)create the catalog's views; paths inside are relative to the dataset root."""
+    import duckdb
+
+    path = root / CATALOG_FILE
+    tmp = root / f".{CATALOG_FILE}.tmp-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        con.execute(f"set file_search_path = '{_sql_str(root.resolve())}'")
+        for table, columns in TABLES.items():
+            con.execute(_view_sql(root, table, columns))
+        con.execute(
+            "create or replace view shards as select shard, split, count(*) as samples, sum(size) as bytes "
+            "from samples group by all"
+        )
+    finally:
+        con.close()
+    os.replace(tmp, path)
+    return path
+
+
+def _sql_str(p: Path) -> str:
+    return str(p).replace("'", "''")
+
+
+def connect_readonly(root: Path):
+    import duckdb
+
+    path = root / CATALOG_FILE
+    if not path.is_file():
+        raise CatalogError(f"no catalog at '{path}': build a dataset there first with `aig build-data --output {root}`")
+    con = duckdb.connect(str(path), read_only=True)
+    con.execute(f"set file_search_path = '{_sql_str(root.resolve())}'")
+    return con
+
+
+def check_read_only(con, query: str) -> None:
+    try:
+        statements = con.extract_statements(query)
+    except Exception as e:  # duckdb.ParserException and friends
+        raise CatalogError(f"SQL does not parse: {e}") from None
+    if not statements:
+        raise CatalogError("empty query")
+    for st in statements:
+        kind = st.type.name
+        if kind not in ALLOWED_STATEMENTS:
+            raise CatalogError(
+                f"refusing a {kind} statement: `aig sql` is read-only (allowed: {', '.join(ALLOWED_STATEMENTS)}). "
+                "To export results use --format csv|json|parquet --output FILE."
+            )
+
+
+def run_query(root: Path, query: str):
+    """Run read-only SQL against the dataset's catalog; returns (connection, relation)."""
+    con = connect_readonly(root)
+    check_read_only(con, query)
+    statements = con.extract_statements(query)
+    for st in statements[:-1]:
+        con.execute(st.query)
+    return con, con.sql(statements[-1].query)

@@ -1,0 +1,1 @@
+"""Stages that turn real images into datasets: sources, decoding, shards, runner, CLI."""

@@ -1,0 +1,176 @@
+"""The `aig` command line. Heavy libraries (torch, ray, pyarrow, PIL) are imported inside commands only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .config import DEFAULT_OUTPUT
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Build, query and check datasets for AI-generated image detection.")
+
+DatasetArg = Annotated[Path, typer.Option("--dataset", "-d", help="Dataset folder.")]
+
+
+def fail(msg: str, code: int = 2) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command("build-data")
+def build_data(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file; options below override it.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help=f"Dataset folder [default: {DEFAULT_OUTPUT}].")] = None,
+    input_dir: Annotated[Optional[list[str]], typer.Option("--input-dir", help="Folder of images (recursive). Repeatable.")] = None,
+    input_list: Annotated[Optional[list[str]], typer.Option("--input-list", help="CSV/TSV/Parquet with a path column (+ caption, group) or a text file of paths. Repeatable.")] = None,
+    input_shards: Annotated[Optional[list[str]], typer.Option("--input-shards", help="WebDataset tars: paths, a folder, a glob or a brace pattern. Repeatable.")] = None,
+    stages: Annotated[Optional[str], typer.Option(help="Comma-separated stages to run (available: ingest).")] = None,
+    policy: Annotated[Optional[str], typer.Option(help="Canonicalisation: cap (longest side <= size), center-crop, native.")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Target size in pixels for the policy.")] = None,
+    min_size: Annotated[Optional[int], typer.Option(help="Reject images whose shorter side is below this.")] = None,
+    max_pixels: Annotated[Optional[int], typer.Option(help="Reject images with more pixels (decompression bombs).")] = None,
+    image_format: Annotated[Optional[str], typer.Option(help="Stored format: png (lossless) or jpeg.")] = None,
+    jpeg_quality: Annotated[Optional[int], typer.Option(help="Quality when --image-format jpeg.")] = None,
+    samples_per_shard: Annotated[Optional[int], typer.Option(help="Inputs per chunk and max samples per tar.")] = None,
+    max_shard_bytes: Annotated[Optional[int], typer.Option(help="Max bytes per tar.")] = None,
+    split_seed: Annotated[Optional[str], typer.Option(help="Seed of the hash that assigns splits.")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="ray (default) or local (in-process, for debugging).")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(help="Existing Ray cluster (else RAY_ADDRESS, else a local Ray).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="CPUs for the local Ray (0 = all).")] = None,
+    max_retries: Annotated[Optional[int], typer.Option(help="Retries of a failing sample or crashed task.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete the dataset and start fresh.")] = False,
+) -> None:
+    """Ingest real images into WebDataset shards with a Parquet/DuckDB manifest (resumable, appendable)."""
+    from .config import ConfigError, load_config
+    from .sources import InputError
+
+    overrides = {
+        "output": output, "inputs.folders": input_dir, "inputs.lists": input_list, "inputs.shards": input_shards,
+        "stages": stages.split(",") if stages else None, "ingest.policy": policy, "ingest.size": size,
+        "ingest.min_size": min_size, "ingest.max_pixels": max_pixels, "ingest.image_format": image_format,
+        "ingest.jpeg_quality": jpeg_quality, "shards.samples_per_shard": samples_per_shard,
+        "shards.max_shard_bytes": max_shard_bytes, "split.seed": split_seed, "runner.executor": executor,
+        "runner.ray_address": ray_address, "runner.workers": workers, "runner.max_retries": max_retries,
+    }
+    try:
+        cfg = load_config(config, overrides)
+    except ConfigError as e:
+        fail(str(e))
+    from .build import BuildError, build
+
+    try:
+        report = build(cfg, command=" ".join(["aig", *sys.argv[1:]]), overwrite=overwrite)
+    except (BuildError, InputError) as e:
+        fail(str(e))
+    rate = report.inputs / max(report.seconds - report.ray_startup_s, 1e-9)
+    typer.echo(f"dataset: {report.root.resolve()}")
+    typer.echo(f"run {report.run_id}{' (resumed)' if report.resumed else ''}: {report.inputs} inputs -> "
+               f"{report.samples} samples, {report.failures} failures in {report.seconds:.1f}s "
+               f"({rate:.1f} inputs/s excluding {report.ray_startup_s:.1f}s Ray start-up)")
+    _print_summary(report.root)
+    typer.echo(f"query it: aig sql -d {report.root} \"select split, count(*) from samples group by all\"")
+
+
+def _print_summary(root: Path) -> None:
+    from manifests.catalog import run_query
+
+    queries = [
+        ("samples", "select task, split, label, coalesce(generator, '-') as generator, count(*) as n "
+                    "from samples group by all order by all"),
+        ("failures", "select stage, reason, count(*) as n from failures group by all order by n desc, reason"),
+    ]
+    for title, q in queries:
+        con, rel = run_query(root, q)
+        rows = rel.fetchall()
+        typer.echo(f"{title}:" + ("" if rows else " none"))
+        for r in rows:
+            typer.echo("  " + "  ".join(str(v) for v in r))
+        con.close()
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL over the views samples, failures, runs, shards.")],
+    dataset: DatasetArg = Path(DEFAULT_OUTPUT),
+    format: Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet.")] = "table",
+    output: Annotated[Optional[Path], typer.Option("--output", help="Write to this file (required for parquet).")] = None,
+    max_rows: Annotated[int, typer.Option(help="Rows shown by the table format.")] = 100,
+) -> None:
+    """Run read-only SQL against a dataset's DuckDB catalog."""
+    import duckdb
+
+    from manifests.catalog import CatalogError, run_query
+
+    if format not in ("table", "csv", "json", "parquet"):
+        fail(f"--format {format!r} unknown; use table, csv, json or parquet")
+    if format == "parquet" and output is None:
+        fail("--format parquet needs --output FILE")
+    try:
+        con, rel = run_query(dataset, query)
+    except CatalogError as e:
+        fail(str(e))
+    except duckdb.Error as e:
+        fail(f"query failed: {e}")
+    try:
+        if format == "table":
+            rel.show(max_rows=max_rows, max_width=10_000)
+        elif format == "parquet":
+            rel.write_parquet(str(output))
+        elif format == "csv":
+            if output:
+                rel.write_csv(str(output), header=True)
+            else:
+                import csv
+
+                w = csv.writer(sys.stdout)
+                w.writerow(rel.columns)
+                w.writerows(rel.fetchall())
+        else:
+            cols = rel.columns
+            text = json.dumps([dict(zip(cols, r)) for r in rel.fetchall()], default=str, indent=1)
+            output.write_text(text + "\n") if output else typer.echo(text)
+    except duckdb.Error as e:
+        fail(f"query failed: {e}")
+    finally:
+        con.close()
+
+
+@app.command()
+def verify(dataset: Annotated[Path, typer.Argument(help="Dataset folder.")] = Path(DEFAULT_OUTPUT)) -> None:
+    """Check every manifest row against its tar member, and shards against done markers."""
+    from .verify import verify_dataset
+
+    problems = verify_dataset(dataset)
+    if problems:
+        typer.echo(f"{dataset}: {len(problems)} problem(s)")
+        for p in problems:
+            typer.echo(f"  - {p}")
+        raise typer.Exit(1)
+    typer.echo(f"{dataset}: OK")
+
+
+@app.command()
+def info(dataset: Annotated[Path, typer.Argument(help="Dataset folder.")] = Path(DEFAULT_OUTPUT)) -> None:
+    """Counts by task, split, label and generator; failures by reason; size on disk."""
+    from manifests.catalog import CatalogError
+
+    try:
+        _print_summary(dataset)
+    except CatalogError as e:
+        fail(str(e))
+    total = sum(p.stat().st_size for p in dataset.rglob("*") if p.is_file())
+    tars = sum(p.stat().st_size for p in dataset.rglob("*.tar"))
+    typer.echo(f"size on disk: {total / 1e6:.1f} MB ({tars / 1e6:.1f} MB in tars)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Dataset-level info files derived from the done markers, readable by standard WebDataset consumers.
+
+`info.json` at the root and `_info.json` in each shard group use timm's layout
+(`splits.<name>.{name, num_samples, filenames, shard_lengths}`, filenames relative to the file).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from manifests.schema import INFO_FILE, SHARDS_DIR
+
+from . import layout
+from .plan import SPLITS
+from .shards import atomic_write
+
+FORMAT_VERSION = 1
+
+
+def _splits(shards: list[dict], strip: str = "") -> dict:
+    out = {}
+    for split in SPLITS:
+        mine = sorted((s for s in shards if s["split"] == split), key=lambda s: s["path"])
+        if mine:
+            out[split] = {
+                "name": split,
+                "num_samples": sum(s["samples"] for s in mine),
+                "filenames": [s["path"][len(strip):] for s in mine],
+                "shard_lengths": [s["samples"] for s in mine],
+            }
+    return out
+
+
+def write_info(root: Path) -> dict:
+    markers = layout.done_markers(root)
+    shards = [s for m in markers.values() for s in m["shards"]]
+    groups: dict[str, list[dict]] = {}
+    for s in shards:
+        groups.setdefault(s["path"].split("/")[1], []).append(s)
+    for group, group_shards in groups.items():
+        prefix = f"{SHARDS_DIR}/{group}/"
+        group_info = {"name": group, "splits": _splits(group_shards, prefix)}
+        atomic_write(root / SHARDS_DIR / group / "_info.json", json.dumps(group_info, indent=1).encode())
+    info = {
+        "format": "aig-dataset",
+        "format_version": FORMAT_VERSION,
+        "splits": _splits(shards),
+        "groups": {g: _splits(s) for g, s in sorted(groups.items())},
+        "counts": {
+            "chunks": len(markers),
+            "inputs": sum(m["inputs"] for m in markers.values()),
+            "samples": sum(m["samples"] for m in markers.values()),
+            "failures": sum(m["failures"] for m in markers.values()),
+            "shards": len(shards),
+            "shard_bytes": sum(s["bytes"] for s in shards),
+        },
+        "tables": {"samples": "manifest/samples/*.parquet", "failures": "manifest/failures/*.parquet",
+                   "runs": "manifest/runs/*.parquet", "catalog": "catalog.duckdb"},
+    }
+    atomic_write(root / INFO_FILE, json.dumps(info, indent=1).encode())
+    return info

@@ -1,0 +1,51 @@
+"""Where everything lives inside a dataset folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from manifests.schema import CATALOG_FILE, INFO_FILE, MANIFEST_DIR, SHARDS_DIR, table_dir
+
+LOCK_FILE = ".aig.lock"
+
+
+def chunk_name(group: str, chunk: int) -> str:
+    return f"{group}-{chunk:06d}"
+
+
+def shard_path(root: Path, group: str, split: str, chunk: int, part: int) -> Path:
+    return root / SHARDS_DIR / group / split / f"{chunk_name(group, chunk)}-{part:02d}.tar"
+
+
+def index_path(tar_path: Path) -> Path:
+    return tar_path.with_name(tar_path.name[: -len(".tar")] + ".index.parquet")
+
+
+def table_file(root: Path, table: str, name: str) -> Path:
+    return table_dir(root, table) / f"{name}.parquet"
+
+
+def done_path(root: Path, chunk: str) -> Path:
+    return root / MANIFEST_DIR / "done" / f"{chunk}.json"
+
+
+def plan_path(root: Path, run_id: str) -> Path:
+    return root / MANIFEST_DIR / "plans" / f"{run_id}.parquet"
+
+
+def done_markers(root: Path) -> dict[str, dict]:
+    folder = root / MANIFEST_DIR / "done"
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+def is_dataset(root: Path) -> bool:
+    return (root / MANIFEST_DIR).is_dir() or (root / INFO_FILE).is_file() or (root / CATALOG_FILE).is_file()
+
+
+def all_tars(root: Path) -> list[Path]:
+    return sorted((root / SHARDS_DIR).glob("**/*.tar"))
+
+
+def temp_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.glob("**/.*.tmp-*") if p.is_file())

@@ -1,0 +1,120 @@
+"""Deterministic WebDataset tar writing: sorted members, fixed mtime, temp name + rename, Parquet index."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+MTIME = 0  # fixed, so the same samples give byte-identical tars
+
+
+@dataclass(frozen=True)
+class Sample:
+    key: str
+    members: dict[str, bytes]  # extension -> bytes, e.g. {"png": ..., "json": ...}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(v) for v in self.members.values())
+
+
+@dataclass(frozen=True)
+class MemberEntry:
+    key: str
+    member: str
+    offset_data: int
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class WrittenShard:
+    path: Path
+    entries: list[MemberEntry]
+    nbytes: int
+    sha256: str
+
+
+def check_key(key: str) -> None:
+    if not key or "." in key or "/" in key:
+        raise ValueError(f"invalid sample key {key!r}: keys must be non-empty without dots or slashes")
+
+
+def group_into_shards(samples: list[Sample], max_samples: int, max_bytes: int) -> list[list[Sample]]:
+    """Split key-sorted samples into shards bounded by sample count and (approximate) bytes."""
+    shards: list[list[Sample]] = []
+    current: list[Sample] = []
+    size = 0
+    for s in sorted(samples, key=lambda s: s.key):
+        cost = s.nbytes + 1024 * len(s.members)
+        if current and (len(current) >= max_samples or size + cost > max_bytes):
+            shards.append(current)
+            current, size = [], 0
+        current.append(s)
+        size += cost
+    if current:
+        shards.append(current)
+    return shards
+
+
+def _tar_info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = MTIME
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def tar_bytes(samples: list[Sample]) -> tuple[bytes, list[MemberEntry]]:
+    """Build the tar in memory; returns its bytes and one index entry per member."""
+    buf = io.BytesIO()
+    entries = []
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for s in sorted(samples, key=lambda s: s.key):
+            check_key(s.key)
+            for ext in sorted(s.members):
+                data = s.members[ext]
+                name = f"{s.key}.{ext}"
+                tf.addfile(_tar_info(name, len(data)), io.BytesIO(data))
+                entries.append(MemberEntry(s.key, name, tf.offset - _padded(len(data)), len(data),
+                                           hashlib.sha256(data).hexdigest()))
+    return buf.getvalue(), entries
+
+
+def _padded(n: int) -> int:
+    return (n + 511) // 512 * 512
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, fsync, then rename into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_shard(path: Path, samples: list[Sample]) -> WrittenShard:
+    data, entries = tar_bytes(samples)
+    atomic_write(path, data)
+    return WrittenShard(path, entries, len(data), hashlib.sha256(data).hexdigest())
+
+
+def index_table(entries: list[MemberEntry]):
+    import pyarrow as pa
+
+    return pa.table({
+        "key": pa.array([e.key for e in entries], pa.string()),
+        "member": pa.array([e.member for e in entries], pa.string()),
+        "offset_data": pa.array([e.offset_data for e in entries], pa.int64()),
+        "size": pa.array([e.size for e in entries], pa.int64()),
+        "sha256": pa.array([e.sha256 for e in entries], pa.string()),
+    })

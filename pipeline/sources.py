@@ -1,0 +1,190 @@
+"""Enumerate inputs (folders, path lists, WebDataset shards, the embedded photos) as InputItems."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import tarfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .config import InputConfig
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp", "gif")
+PATH_COLUMNS = ("path", "image", "file", "filepath", "filename")
+
+
+class InputError(ValueError):
+    """An input specification cannot be used; the message names it and what to do."""
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One input. `input_path` is its identity: a file path, or `shard.tar#member` for shard members."""
+
+    input_path: str
+    file: str  # file to read bytes from
+    offset: int = -1  # >= 0: read `size` bytes at `offset` of `file` (a tar member)
+    size: int = -1
+    caption: str | None = None
+    group: str | None = None
+    origin: str = "folder"  # folder | list | shards | embedded
+    error: str | None = None  # set when the input cannot be read at all (reason: detail)
+
+
+def embedded_list() -> Path:
+    return Path(str(resources.files("pipeline") / "assets" / "photos" / "photos.csv"))
+
+
+def from_folder(folder: str) -> list[InputItem]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"input folder '{folder}' does not exist or is not a folder")
+    items = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for name in filenames:
+            p = Path(dirpath, name)
+            if p.is_file():
+                items.append(InputItem(str(p.resolve()), str(p.resolve())))
+    return sorted(items, key=lambda i: i.input_path)
+
+
+def _rows_from_list(path: Path) -> list[dict]:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    if suffix in (".csv", ".tsv"):
+        with path.open(newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [{"path": line.strip()} for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def from_list(list_file: str, origin: str = "list") -> list[InputItem]:
+    path = Path(list_file)
+    if not path.is_file():
+        raise InputError(f"input list '{list_file}' does not exist")
+    rows = _rows_from_list(path)
+    if rows:
+        column = next((c for c in PATH_COLUMNS if c in rows[0]), None)
+        if column is None:
+            raise InputError(
+                f"input list '{list_file}' has no path column; name one of: {', '.join(PATH_COLUMNS)} "
+                f"(columns found: {', '.join(rows[0])})"
+            )
+    items = []
+    for row in rows:
+        raw = str(row[column] or "").strip()
+        p = Path(raw)
+        p = (p if p.is_absolute() else path.parent / p).resolve()
+        caption = (row.get("caption") or None) if isinstance(row.get("caption"), str) else None
+        group = str(row["group"]) if row.get("group") not in (None, "") else None
+        error = None
+        if not raw:
+            error = "missing: empty path in list"
+        elif not p.is_file():
+            error = f"missing: no such file {p}"
+        items.append(InputItem(str(p), str(p), caption=caption, group=group, origin=origin, error=error))
+    return items
+
+
+def _expand_shards(spec: str) -> list[str]:
+    import braceexpand
+
+    paths: list[str] = []
+    for pattern in braceexpand.braceexpand(spec):
+        if os.path.isdir(pattern):
+            paths.extend(sorted(glob.glob(os.path.join(pattern, "**", "*.tar"), recursive=True)))
+        elif any(ch in pattern for ch in "*?["):
+            paths.extend(sorted(glob.glob(pattern, recursive=True)))
+        else:
+            paths.append(pattern)
+    if not paths:
+        raise InputError(f"no shards match '{spec}'; give tar paths, a folder of tars, a glob or a brace pattern")
+    return paths
+
+
+def _sample_key(name: str) -> tuple[str, str]:
+    """WebDataset convention: key is the member path up to the first dot of its basename."""
+    directory, base = os.path.split(name)
+    stem, _, ext = base.partition(".")
+    return os.path.join(directory, stem), ext.lower()
+
+
+def from_shards(spec: str) -> list[InputItem]:
+    items: list[InputItem] = []
+    for shard in _expand_shards(spec):
+        real = str(Path(shard).resolve())
+        if not os.path.isfile(real):
+            raise InputError(f"shard '{shard}' does not exist")
+        try:
+            items.extend(_shard_items(real))
+        except (tarfile.TarError, OSError) as e:
+            items.append(InputItem(real, real, origin="shards", error=f"unreadable_shard: {e}"))
+    return items
+
+
+def _shard_items(shard: str) -> list[InputItem]:
+    samples: dict[str, dict[str, tarfile.TarInfo]] = {}
+    order: list[str] = []
+    with tarfile.open(shard, mode="r:") as tf:
+        captions: dict[str, str] = {}
+        for m in tf:
+            if not m.isfile():
+                continue
+            key, ext = _sample_key(m.name)
+            if key not in samples:
+                samples[key] = {}
+                order.append(key)
+            samples[key][ext] = m
+            if ext in ("txt", "caption") and m.size < 100_000:
+                captions[key] = tf.extractfile(m).read().decode("utf-8", "replace").strip()
+    items = []
+    for key in order:
+        members = samples[key]
+        image_ext = next((e for e in IMAGE_EXTENSIONS if e in members), None)
+        if image_ext is None:
+            items.append(InputItem(f"{shard}#{key}", shard, origin="shards",
+                                   error=f"no_image_member: sample has only {', '.join(sorted(members))}"))
+            continue
+        m = members[image_ext]
+        items.append(InputItem(f"{shard}#{m.name}", shard, offset=m.offset_data, size=m.size,
+                               caption=captions.get(key) or None, origin="shards"))
+    return items
+
+
+def enumerate_inputs(cfg: InputConfig) -> list[InputItem]:
+    """All inputs in a deterministic order; an input path given twice is kept once."""
+    items: list[InputItem] = []
+    if cfg.embedded:
+        items += from_list(str(embedded_list()), origin="embedded")
+    for folder in cfg.folders:
+        items += from_folder(folder)
+    for list_file in cfg.lists:
+        items += from_list(list_file)
+    for spec in cfg.shards:
+        items += from_shards(spec)
+    seen: set[str] = set()
+    unique = []
+    for item in items:
+        if item.input_path not in seen:
+            seen.add(item.input_path)
+            unique.append(item)
+    return unique
+
+
+def read_bytes(item: InputItem) -> bytes:
+    if item.offset >= 0:
+        with open(item.file, "rb") as f:
+            f.seek(item.offset)
+            data = f.read(item.size)
+        if len(data) != item.size:
+            raise OSError(f"short read: {len(data)} of {item.size} bytes at offset {item.offset}")
+        return data
+    with open(item.file, "rb") as f:
+        return f.read()

@@ -1,0 +1,1 @@
+"""Training of the pixel and semantic branches (issue 5)."""
