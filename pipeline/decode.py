@@ -86,7 +86,10 @@ def decode_image(data: bytes, limits: DecodeLimits) -> tuple[Image.Image, Source
     """Validate and decode to an RGB image with EXIF orientation applied; raise Rejected otherwise."""
     if not data:
         raise Rejected(EMPTY_FILE, "0 bytes")
-    img = _open(data)
+    Image.MAX_IMAGE_PIXELS = limits.max_pixels  # Pillow errors only above 2x this; the check below is exact
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        img = _open(data)
     fmt = img.format or "?"
     w, h = img.size
     if w * h > limits.max_pixels:

@@ -89,7 +89,8 @@ def from_list(list_file: str, origin: str = "list") -> list[InputItem]:
             error = "missing: empty path in list"
         elif not p.is_file():
             error = f"missing: no such file {p}"
-        items.append(InputItem(str(p), str(p), caption=caption, group=group, origin=origin, error=error))
+        name = f"embedded:{raw}" if origin == "embedded" else str(p)  # embedded inputs: same id on every machine
+        items.append(InputItem(name, str(p), caption=caption, group=group, origin=origin, error=error))
     return items
 
 

@@ -1,0 +1,105 @@
+"""The embedded default, end to end through the CLI on the embedded local Ray."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import run_aig, sql_rows, tar_digests
+
+
+@pytest.fixture(scope="module")
+def default_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("default") / "ds"
+    proc = run_aig("build-data", "-o", out)
+    return out, proc
+
+
+def test_build_data_default_reports_and_counts(default_dataset):
+    out, proc = default_dataset
+    assert f"dataset: {out.resolve()}" in proc.stdout
+    assert "12 inputs -> 12 samples, 0 failures" in proc.stdout
+    assert "ray started" in proc.stderr
+    rows = sql_rows(out, "select split, label, task, count(*) as n from samples group by all order by all")
+    assert sum(r["n"] for r in rows) == 12
+    assert {r["label"] for r in rows} == {"real"}
+
+
+def test_every_sample_has_provenance_and_caption(default_dataset):
+    out, _ = default_dataset
+    rows = sql_rows(out, "select * from samples order by key")
+    assert len({r["key"] for r in rows}) == 12
+    for r in rows:
+        assert "." not in r["key"] and r["caption"] and r["input_path"].startswith("embedded:")
+        assert max(r["width"], r["height"]) <= 512 and r["canonical"] == "cap:512"
+    runs = sql_rows(out, "select * from runs")
+    assert len(runs) == 1 and runs[0]["status"] == "complete"
+    config = json.loads(runs[0]["config"])
+    assert config["ingest"]["policy"] == "cap" and config["inputs"]["embedded"] is True
+    versions = json.loads(runs[0]["versions"])
+    assert versions["ray"] != "not installed" and versions["pillow"] != "not installed"
+    assert runs[0]["git_commit"]
+
+
+def test_stereo_pair_shares_a_split(default_dataset):
+    out, _ = default_dataset
+    rows = sql_rows(out, "select group_id, count(distinct split) as splits, count(*) as n from samples "
+                         "where group_id = 'stereo_motorcycle' group by all")
+    assert rows == [{"group_id": "stereo_motorcycle", "splits": 1, "n": 2}]
+
+
+def test_verify_and_info(default_dataset):
+    out, _ = default_dataset
+    assert "OK" in run_aig("verify", out).stdout
+    text = run_aig("info", out).stdout
+    assert "size on disk" in text and "failures: none" in text
+
+
+def test_shards_readable_by_standard_consumers(default_dataset):
+    import webdataset as wds
+
+    out, _ = default_dataset
+    info = json.loads((out / "info.json").read_text())
+    files = [out / f for split in info["splits"].values() for f in split["filenames"]]
+    assert sum(s["num_samples"] for s in info["splits"].values()) == 12
+    samples = list(wds.WebDataset([str(f) for f in files], shardshuffle=False).decode("pil"))
+    assert len(samples) == 12
+    for s in samples:
+        assert s["png"].mode == "RGB" and s["json"]["key"] == s["__key__"]
+    # timm-style _info.json: filenames relative to the group folder
+    group_info = json.loads((out / "shards" / "real" / "_info.json").read_text())
+    for split in group_info["splits"].values():
+        for f, n in zip(split["filenames"], split["shard_lengths"]):
+            with tarfile.open(out / "shards" / "real" / f) as tf:
+                names = tf.getnames()
+            assert len(names) == 2 * n and names == sorted(names)
+
+
+def test_index_gives_random_access(default_dataset):
+    out, _ = default_dataset
+    for index in (out / "shards").glob("**/*.index.parquet"):
+        tar = index.with_name(index.name.replace(".index.parquet", ".tar"))
+        with tarfile.open(tar) as tf:
+            members = {m.name: (m.offset_data, m.size) for m in tf}
+        for row in pq.read_table(index).to_pylist():
+            assert members[row["member"]] == (row["offset_data"], row["size"])
+            assert "." not in row["key"]
+
+
+def test_rebuild_is_byte_identical_with_local_executor(default_dataset, tmp_path):
+    out, _ = default_dataset
+    other = tmp_path / "again"
+    run_aig("build-data", "-o", other, "--executor", "local")
+    assert tar_digests(other) == tar_digests(out)
+    assert tar_digests(out)
+
+
+def test_second_run_appends_nothing_new(default_dataset):
+    out, _ = default_dataset
+    before = tar_digests(out)
+    proc = run_aig("build-data", "-o", out, "--executor", "local")
+    assert "0 inputs -> 0 samples" in proc.stdout
+    assert tar_digests(out) == before
