@@ -1,0 +1,96 @@
+"""kill -9 in the middle of a run, then the same command again: the same dataset as a clean run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+from conftest import AIG, aig_env, run_aig, sql_rows, tar_digests
+from corpus import make_images
+
+
+def _manifest(out):
+    samples = sql_rows(out, "select key, sha256, shard, offset_data, split from samples order by key")
+    failures = sql_rows(out, "select input_path, reason from failures order by input_path")
+    return samples, failures
+
+
+def test_kill_9_then_resume_equals_clean_run(tmp_path):
+    folder = tmp_path / "in"
+    make_images(folder, 72, size=(320, 320))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    args = ["build-data", "--input-dir", folder, "--samples-per-shard", 4, "--policy", "center-crop",
+            "--size", 256, "--workers", 2]
+    clean = tmp_path / "clean"
+    run_aig(*args, "-o", clean)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([AIG, *map(str, args), "-o", killed], env=aig_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    done = killed / "manifest" / "done"
+    while time.time() < deadline and proc.poll() is None:
+        if done.is_dir() and len(list(done.glob("*.json"))) >= 4:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_done = len(list(done.glob("*.json")))
+    assert 4 <= n_done < 19, n_done
+    for tar in (killed / "shards").glob("**/*.tar"):  # whatever is under a final name is complete
+        assert not tar.name.startswith(".")
+
+    resumed = run_aig(*args, "-o", killed)
+    assert "(resumed)" in resumed.stdout and "resuming run-0001" in resumed.stderr
+    assert tar_digests(killed) == tar_digests(clean)
+    assert _manifest(killed) == _manifest(clean)
+    assert "OK" in run_aig("verify", killed).stdout
+    runs = sql_rows(killed, "select run_id, status, resumed from runs")
+    assert runs == [{"run_id": "run-0001", "status": "complete", "resumed": 1}]
+
+
+def test_append_then_overwrite(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    first = make_images(a, 6, size=(96, 96), seed=1)
+    make_images(b, 4, size=(96, 96), seed=2)
+    (b / "copy.jpg").write_bytes(first[0].read_bytes())
+    out = tmp_path / "ds"
+    run_aig("build-data", "-o", out, "--input-dir", a, "--executor", "local")
+    before = tar_digests(out)
+    proc = run_aig("build-data", "-o", out, "--input-dir", a, "--input-dir", b, "--executor", "local")
+    assert "6 inputs are already in the dataset; appending 5 new ones" in proc.stderr
+    after = tar_digests(out)
+    assert all(after[k] == v for k, v in before.items()) and len(after) > len(before)
+    assert sql_rows(out, "select count(*) as n from samples") == [{"n": 10}]
+    dup = sql_rows(out, "select reason, duplicate_of from failures")
+    assert dup == [{"reason": "duplicate", "duplicate_of": str(first[0].resolve())}]
+    assert [r["run_id"] for r in sql_rows(out, "select run_id from runs order by 1")] == ["run-0001", "run-0002"]
+    run_aig("build-data", "-o", out, "--input-dir", b, "--executor", "local", "--overwrite")
+    assert sql_rows(out, "select count(*) as n from samples") == [{"n": 5}]
+
+
+def test_overwrite_refuses_a_foreign_folder(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    proc = run_aig("build-data", "-o", tmp_path, "--overwrite", check=False)
+    assert proc.returncode == 2 and "not an aig dataset" in proc.stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_unfinished_run_with_other_config_is_refused(tmp_path):
+    folder = tmp_path / "in"
+    make_images(folder, 3, size=(64, 64))
+    out = tmp_path / "ds"
+    run_aig("build-data", "-o", out, "--input-dir", folder, "--executor", "local")
+    runs = out / "manifest" / "runs" / "run-0001.parquet"
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(runs).to_pylist()
+    t[0]["status"] = "running"  # as if the run had been killed
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pylist(t, schema=pq.read_schema(runs)), runs)
+    proc = run_aig("build-data", "-o", out, "--input-dir", folder, "--executor", "local", "--size", 128, check=False)
+    assert proc.returncode == 2 and "unfinished run run-0001" in proc.stderr and "--overwrite" in proc.stderr

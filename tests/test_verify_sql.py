@@ -1,0 +1,131 @@
+"""`aig verify` catches damage; `aig sql` is read-only and exports; config files and overrides."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run_aig, sql_rows
+from corpus import make_images
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    base = tmp_path_factory.mktemp("small")
+    make_images(base / "in", 12, size=(96, 96))
+    out = base / "ds"
+    run_aig("build-data", "-o", out, "--input-dir", base / "in", "--samples-per-shard", 4, "--executor", "local")
+    return out
+
+
+def _damaged(small_dataset, tmp_path):
+    copy = tmp_path / "ds"
+    shutil.copytree(small_dataset, copy)
+    return copy, sorted((copy / "shards").glob("**/*.tar"))
+
+
+def test_verify_ok(small_dataset):
+    assert run_aig("verify", small_dataset).stdout.strip().endswith("OK")
+
+
+def test_verify_catches_truncated_tar(small_dataset, tmp_path):
+    ds, tars = _damaged(small_dataset, tmp_path)
+    data = tars[0].read_bytes()
+    tars[0].write_bytes(data[: len(data) // 2])
+    proc = run_aig("verify", ds, check=False)
+    assert proc.returncode == 1 and "truncated" in proc.stdout
+
+
+def test_verify_catches_flipped_byte(small_dataset, tmp_path):
+    ds, tars = _damaged(small_dataset, tmp_path)
+    row = sql_rows(ds, f"select offset_data, size, key from samples where shard = "
+                       f"'{tars[0].relative_to(ds).as_posix()}' limit 1")[0]
+    data = bytearray(tars[0].read_bytes())
+    data[row["offset_data"] + row["size"] // 2] ^= 0x01
+    tars[0].write_bytes(bytes(data))
+    proc = run_aig("verify", ds, check=False)
+    assert proc.returncode == 1
+    assert "corrupted" in proc.stdout and f"sample {row['key']}" in proc.stdout and "sha256 mismatch" in proc.stdout
+
+
+def test_verify_catches_missing_and_unlisted_shards(small_dataset, tmp_path):
+    ds, tars = _damaged(small_dataset, tmp_path)
+    tars[0].unlink()
+    shutil.copy(tars[1], tars[1].with_name("stray.tar"))
+    proc = run_aig("verify", ds, check=False)
+    assert proc.returncode == 1
+    assert "shard missing" in proc.stdout and "stray.tar: tar on disk but in no done marker" in proc.stdout
+
+
+@pytest.mark.parametrize("statement", [
+    "delete from samples",
+    "insert into runs select * from runs",
+    "create table x as select 1",
+    "drop view samples",
+    "copy (select * from samples) to 'leak.csv'",
+    "attach 'other.db' as o",
+    "select 1; delete from samples",
+])
+def test_sql_refuses_writes(small_dataset, statement):
+    before = (small_dataset / "catalog.duckdb").read_bytes()
+    proc = run_aig("sql", "-d", small_dataset, statement, check=False)
+    assert proc.returncode == 2 and "read-only" in proc.stderr
+    assert (small_dataset / "catalog.duckdb").read_bytes() == before
+    assert sql_rows(small_dataset, "select count(*) as n from samples") == [{"n": 12}]
+
+
+def test_sql_formats(small_dataset, tmp_path):
+    q = "select split, count(*) as n from samples group by all order by split"
+    table = run_aig("sql", "-d", small_dataset, q).stdout
+    assert "split" in table and "│" in table
+    csv_text = run_aig("sql", "-d", small_dataset, "--format", "csv", q).stdout
+    assert csv_text.splitlines()[0] == "split,n"
+    pq_file = tmp_path / "out.parquet"
+    run_aig("sql", "-d", small_dataset, "--format", "parquet", "--output", pq_file, q)
+    import pyarrow.parquet as pq
+
+    assert sum(pq.read_table(pq_file)["n"].to_pylist()) == 12
+    json_file = tmp_path / "out.json"
+    run_aig("sql", "-d", small_dataset, "--format", "json", "--output", json_file, q)
+    assert sum(r["n"] for r in json.loads(json_file.read_text())) == 12
+    bad = run_aig("sql", "-d", small_dataset, "select nope from samples", check=False)
+    assert bad.returncode == 2 and "query failed" in bad.stderr
+    missing = run_aig("sql", "-d", tmp_path / "nothing", "select 1", check=False)
+    assert missing.returncode == 2 and "no catalog" in missing.stderr
+
+
+def test_config_file_and_override(tmp_path):
+    make_images(tmp_path / "in", 3, size=(200, 150))
+    cfg = tmp_path / "aig.toml"
+    cfg.write_text(f'output = "{tmp_path / "ds"}"\n[inputs]\nfolders = ["{tmp_path / "in"}"]\n'
+                   '[ingest]\npolicy = "center-crop"\nsize = 128\nimage_format = "jpeg"\n'
+                   '[runner]\nexecutor = "local"\n')
+    run_aig("build-data", "--config", cfg, "--size", 64)
+    rows = sql_rows(tmp_path / "ds", "select distinct width, height, format, canonical from samples")
+    assert rows == [{"width": 64, "height": 64, "format": "jpg", "canonical": "center-crop:64"}]
+    config = json.loads(sql_rows(tmp_path / "ds", "select config from runs")[0]["config"])
+    assert config["ingest"]["size"] == 64 and config["ingest"]["image_format"] == "jpeg"
+    cfg.write_text("[ingest]\ncolour = 1\n")
+    proc = run_aig("build-data", "--config", cfg, check=False)
+    assert proc.returncode == 2 and "unknown config key 'ingest.colour'" in proc.stderr
+
+
+def test_help_and_sql_do_not_import_heavy_libraries(small_dataset):
+    code = (
+        "import sys\n"
+        "from pipeline.cli import app\n"
+        "for args in (['--help'], ['sql', '-d', sys.argv[1], 'select count(*) from samples'], ['build-data', '--help']):\n"
+        "    try:\n"
+        "        app(args)\n"
+        "    except SystemExit as e:\n"
+        "        assert not e.code, e.code\n"
+        "heavy = sorted(m for m in ('torch', 'ray', 'diffusers', 'transformers', 'pyarrow', 'PIL') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(small_dataset)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout
