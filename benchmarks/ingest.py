@@ -392,6 +392,8 @@ def render(best: dict, memory: list[dict], args, started: str, wall: float, all_
     lines = [f"Run {started} UTC: `python benchmarks/ingest.py {' '.join(args.argv)}` "
              f"({wall / 60:.1f} min in all).", ""]
     lines += [f"- {fact}" for fact in machine_facts()]
+    lines.append(f"- load average (1 min) before / after: {args.load[0]:.2f} / {os.getloadavg()[0]:.2f} "
+                 "(other work on the machine skews timings; re-run on an idle machine for firm numbers)")
     lines += ["", f"{args.n} generated {SRC}x{SRC} JPEGs (quality 90) -> centre-crop to {SIZE} px, PNG, "
               f"{PER_SHARD} per tar. Best of {args.repeats} interleaved runs, each in a fresh process. "
               "aig time = `report.seconds - report.ray_startup_s` (planning, hashing, manifests, catalog and "
@@ -475,6 +477,7 @@ def main(argv: list[str] | None = None) -> None:
         return profile(images, workdir / "out-profile", args.n)
 
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    args.load = os.getloadavg()
     t_start = time.perf_counter()
     configs = [("plain", "plain", 1), ("aig-ray-1", "aig-ray", 1), ("aig-ray-2", "aig-ray", 2)]
     all_runs: list[dict] = []
