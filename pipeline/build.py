@@ -80,19 +80,21 @@ def write_run(root: Path, row: dict) -> None:
     atomic_write(table_dir(root, "runs") / f"{row['run_id']}.parquet", parquet_bytes(to_table(RUNS, [row])))
 
 
-def _next_chunk(root: Path) -> int:
+def _next_chunk(root: Path, run_ids: set[str]) -> int:
+    """First free chunk number; a plan whose run row was never written (killed in between) does not count."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     last = -1
-    for plan in (root / "manifest" / "plans").glob("*.parquet"):
-        col = pq.read_table(plan, columns=["chunk"])["chunk"]
+    for run_id in run_ids:
+        col = pq.read_table(layout.plan_path(root, run_id), columns=["chunk"])["chunk"]
         if len(col):
             last = max(last, pc.max(col).as_py())
     return last + 1
 
 
-def _new_run(root: Path, cfg: BuildConfig, command: str, run_id: str) -> tuple[dict, list[dict]]:
+def _new_run(root: Path, cfg: BuildConfig, command: str, runs: list[dict]) -> tuple[dict, list[dict]]:
+    run_id = f"run-{len(runs) + 1:04d}"
     items = enumerate_inputs(cfg.inputs)
     known = {r["input_path"] for r in read_table(root, "samples", ["input_path"])}
     known |= {r["input_path"] for r in read_table(root, "failures", ["input_path"])}
@@ -103,8 +105,9 @@ def _new_run(root: Path, cfg: BuildConfig, command: str, run_id: str) -> tuple[d
     t0 = time.perf_counter()
     hashes = hash_inputs(fresh)
     log(f"planned {len(fresh)} inputs in {time.perf_counter() - t0:.1f}s")
-    plan = make_plan(fresh, hashes, existing, cfg.split, cfg.shards.samples_per_shard, _next_chunk(root))
-    atomic_write(layout.plan_path(root, run_id), parquet_bytes(_plan_table(plan)))
+    plan = make_plan(fresh, hashes, existing, cfg.split, cfg.shards.samples_per_shard,
+                     _next_chunk(root, {r["run_id"] for r in runs}))
+    atomic_write(layout.plan_path(root, run_id), parquet_bytes(_plan_table(plan)))  # the plan first, then its run
     run = {
         "run_id": run_id, "command": command, "status": "running", "started_at": provenance.now(),
         "config_hash": cfg.content_hash(), "config": json.dumps(cfg.to_dict(), sort_keys=True),
@@ -169,7 +172,7 @@ def _isolate_chunk(executor, root: Path, call: tuple) -> dict:
     outcomes: list = [None] * len(rows)
     for i, result in executor.map(ingest.prepare, [(r, ing, run_id, retries) for r in rows]):
         if isinstance(result, BaseException):
-            result = ingest._failure(rows[i], run_id, "worker_crash", f"{type(result).__name__}: {result}",
+            result = ingest.failure_outcome(rows[i], run_id, "worker_crash", f"{type(result).__name__}: {result}",
                                      attempts=retries + 1)
         outcomes[i] = result
     return ingest.write_chunk(root, chunk, outcomes, shard_cfg)
@@ -194,7 +197,7 @@ def build(cfg: BuildConfig, command: str = "aig build-data", overwrite: bool = F
             plan = _load_plan(root, run["run_id"])
             log(f"resuming {run['run_id']} ({len(plan)} inputs planned)")
         else:
-            run, plan = _new_run(root, cfg, command, f"run-{len(runs) + 1:04d}")
+            run, plan = _new_run(root, cfg, command, runs)
         chunks_run, ray_s = _run_chunks(root, cfg, run["run_id"], plan)
         plan_chunks = {layout.chunk_name(ingest.GROUP, r["chunk"]) for r in plan}
         markers = layout.done_markers(root)

@@ -29,7 +29,7 @@ class Outcome:
     failure: dict | None = None
 
 
-def _failure(plan_row: dict, run_id: str, reason: str, error: str, attempts: int = 1, duplicate_of=None) -> Outcome:
+def failure_outcome(plan_row: dict, run_id: str, reason: str, error: str, attempts: int = 1, duplicate_of=None) -> Outcome:
     return Outcome(failure={
         "input_path": plan_row["input_path"], "run_id": run_id, "stage": STAGE,
         "chunk": layout.chunk_name(GROUP, plan_row["chunk"]), "reason": reason, "error": error,
@@ -44,22 +44,22 @@ def _item(plan_row: dict) -> InputItem:
 def prepare(plan_row: dict, cfg: IngestConfig, run_id: str, max_retries: int) -> Outcome:
     """Read, validate, canonicalise and encode one planned input. Never raises for a bad input."""
     if plan_row["duplicate_of"]:
-        return _failure(plan_row, run_id, "duplicate", f"same bytes as {plan_row['duplicate_of']}",
+        return failure_outcome(plan_row, run_id, "duplicate", f"same bytes as {plan_row['duplicate_of']}",
                         attempts=0, duplicate_of=plan_row["duplicate_of"])
     if plan_row["error"]:
         reason, _, detail = plan_row["error"].partition(": ")
-        return _failure(plan_row, run_id, reason, detail, attempts=0)
+        return failure_outcome(plan_row, run_id, reason, detail, attempts=0)
     attempts = 0
     while True:
         attempts += 1
         try:
             return _prepare_once(plan_row, cfg, run_id)
         except Rejected as e:
-            return _failure(plan_row, run_id, e.reason, e.detail, attempts)
+            return failure_outcome(plan_row, run_id, e.reason, e.detail, attempts)
         except Exception as e:  # unexpected (I/O, memory, library bug): retry, then record
             if attempts > max_retries:
                 reason = "read_error" if isinstance(e, OSError) else "error"
-                return _failure(plan_row, run_id, reason, f"{type(e).__name__}: {e}", attempts)
+                return failure_outcome(plan_row, run_id, reason, f"{type(e).__name__}: {e}", attempts)
 
 
 def _prepare_once(plan_row: dict, cfg: IngestConfig, run_id: str) -> Outcome:
