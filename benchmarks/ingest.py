@@ -11,7 +11,9 @@ fresh subprocess (so Ray starts fresh and memory is measured per run):
                 report.seconds - report.ray_startup_s (Ray start-up is reported separately; everything
                 else - planning/hashing, manifests, catalog, Ray shutdown - is counted);
 * aig, local  - (informational, --with-local) the same build on the in-process executor: aig's own
-                overhead without Ray.
+                overhead without Ray;
+* ceiling     - (informational, --with-ceiling) 2 plain loops at once, each on half the images: what
+                2 CPUs of this machine can give at best.
 
 Timed configurations are interleaved (plain, aig-1, aig-2, plain, ...) and the best of --repeats is kept.
 Peak memory is the RSS of the run's whole process tree (the subprocess and all descendants: Ray's gcs,
@@ -19,7 +21,8 @@ raylet, workers...), sampled every 0.1 s, plus the driver process alone; the mem
 1,000 and 4,000 images and the 4,000/1,000 ratio must stay ~1.
 
     python benchmarks/ingest.py                       # full benchmark (~8-10 min on 2 CPUs)
-    python benchmarks/ingest.py --write-results       # ... and rewrite the generated part of RESULTS.md
+    python benchmarks/ingest.py --write-results --with-ceiling   # ... and rewrite the generated part of
+                                                      # RESULTS.md (~9.5 min on 2 CPUs)
     python benchmarks/ingest.py --n 200 --repeats 1 --skip-memory    # quick smoke run
     python benchmarks/ingest.py --profile --n 500     # cProfile of the local executor, by phase
 
@@ -124,12 +127,12 @@ def ensure_images(workdir: Path, n: int) -> Path:
 # One measured run (executed in a child process)
 # ------------------------------------------------------------------------------------------------
 
-def plain_loop(images: Path, out: Path) -> dict:
+def plain_loop(images: Path | list[Path], out: Path) -> dict:
     """The reference: decode -> centre crop + resize -> PNG encode -> tar append, one process, no aig code."""
     from PIL import Image
 
     t0 = time.perf_counter()
-    files = sorted(p for p in images.iterdir() if p.is_file())
+    files = sorted(p for p in images.iterdir() if p.is_file()) if isinstance(images, Path) else images
     out.mkdir(parents=True, exist_ok=True)
     tf = None
     for i, path in enumerate(files):
@@ -157,8 +160,10 @@ def plain_loop(images: Path, out: Path) -> dict:
 
 
 PHASES = ("plan (enumerate, hash, plan + run rows)", "  of which: sha256 of inputs",
-          "chunks (incl. Ray start + shutdown)", "chunks: ingest work (excl. Ray start + shutdown)",
-          "  of which: Ray shutdown", "runs table", "info.json", "DuckDB catalog")
+          "chunks (incl. Ray start + shutdown)", "  of which: Ray shutdown",
+          "chunks: ingest work (excl. Ray start + shutdown)", "  first wave of chunks: executor ready -> done",
+          "  later waves: seconds per wave (median)", "  => first-wave warm-up (first - later)",
+          "  last chunk done -> chunks returned", "runs table", "info.json", "DuckDB catalog")
 
 
 def _instrument(phases: dict) -> None:
@@ -178,6 +183,14 @@ def _instrument(phases: dict) -> None:
 
         setattr(owner, name, timed)
 
+    make_executor = b.make_executor
+
+    def marked_executor(*a, **k):
+        executor = make_executor(*a, **k)
+        phases["_ready_at"] = time.time()  # wall clock, to compare with the done markers' mtimes
+        return executor
+
+    b.make_executor = marked_executor
     wrap(b, "_new_run", "plan (enumerate, hash, plan + run rows)")
     wrap(b, "hash_inputs", "  of which: sha256 of inputs")
     wrap(b, "_run_chunks", "chunks (incl. Ray start + shutdown)")
@@ -201,11 +214,38 @@ def aig_run(images: Path, out: Path, workers: int, executor: str) -> dict:
                              "shards.samples_per_shard": PER_SHARD, "runner.workers": workers,
                              "runner.executor": executor})
     report = build(cfg, command="benchmarks/ingest.py")
+    ended = time.time()
+    shutdown = phases.get("  of which: Ray shutdown", 0.0)
     phases["chunks: ingest work (excl. Ray start + shutdown)"] = (
-        phases.get("chunks (incl. Ray start + shutdown)", 0.0) - report.ray_startup_s
-        - phases.get("  of which: Ray shutdown", 0.0))
+        phases.get("chunks (incl. Ray start + shutdown)", 0.0) - report.ray_startup_s - shutdown)
+    # Chunk timeline from the done markers' mtimes: a "wave" is `workers` chunks finishing.
+    done = sorted(p.stat().st_mtime for p in (out / "manifest" / "done").glob("*.json"))
+    ready = phases.pop("_ready_at", None)
+    k = max(1, min(workers, len(done)))
+    if ready is not None and done:
+        phases["  first wave of chunks: executor ready -> done"] = done[k - 1] - ready
+        waves = [done[i + k - 1] - done[i - 1] for i in range(k, len(done) - k + 1, k)]
+        if waves:
+            later = sorted(waves)[len(waves) // 2]
+            phases["  later waves: seconds per wave (median)"] = later
+            phases["  => first-wave warm-up (first - later)"] = done[k - 1] - ready - later
+        run_chunks_end = ended - sum(phases.get(x, 0.0) for x in ("runs table", "info.json", "DuckDB catalog"))
+        phases["  last chunk done -> chunks returned"] = run_chunks_end - done[-1] - shutdown
     return {"seconds": report.seconds - report.ray_startup_s, "ray_startup_s": report.ray_startup_s,
             "total_s": report.seconds, "samples": report.samples, "failures": report.failures, "phases": phases}
+
+
+def plain_parallel(images: Path, out: Path, processes: int) -> dict:
+    """The machine's ceiling: `processes` plain loops at once, each on its share of the files."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    files = sorted(p for p in images.iterdir() if p.is_file())
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(processes) as pool:
+        parts = list(pool.map(plain_loop, [files[i::processes] for i in range(processes)],
+                              [out / f"part-{i}" for i in range(processes)]))
+    return {"seconds": time.perf_counter() - t0, "ray_startup_s": 0.0, "samples": sum(p["samples"] for p in parts),
+            "failures": 0, "phases": {}}
 
 
 def one_run(args) -> None:
@@ -213,6 +253,9 @@ def one_run(args) -> None:
     if args.one_run == "plain":
         shutil.rmtree(out, ignore_errors=True)
         res = plain_loop(images, out)
+    elif args.one_run == "plain-parallel":
+        shutil.rmtree(out, ignore_errors=True)
+        res = plain_parallel(images, out, args.workers)
     else:
         res = aig_run(images, out, args.workers, args.one_run.removeprefix("aig-"))
     Path(args.result).write_text(json.dumps(res))
@@ -222,7 +265,27 @@ def one_run(args) -> None:
 # Parent: launch a child, sample its process tree's memory
 # ------------------------------------------------------------------------------------------------
 
+ROLES = (  # first match on the command line wins
+    ("DashboardAgent", "Ray dashboard agent"), ("dashboard/agent", "Ray dashboard agent"),
+    ("RuntimeEnvAgent", "Ray runtime-env agent"), ("runtime_env/agent", "Ray runtime-env agent"),
+    ("default_worker", "Ray workers"), ("ray::", "Ray workers"), ("gcs_server", "Ray gcs_server"),
+    ("raylet", "Ray raylet"), ("log_monitor", "Ray log monitor"), ("autoscaler", "Ray autoscaler monitor"),
+    ("dashboard.py", "Ray dashboard"),
+)
+
+
+def _role(p, driver_pid: int) -> str:
+    if p.pid == driver_pid:
+        return "driver (build process)"
+    try:
+        cmd = " ".join(p.cmdline()[:3]) or p.name()  # program + script only: raylet's flags name the agents
+    except Exception:
+        return "other child processes"
+    return next((role for needle, role in ROLES if needle in cmd), "other child processes")
+
+
 def measure(mode: str, images: Path, out: Path, workers: int, n: int, workdir: Path) -> dict:
+    """Run one configuration in a child process; sample its process tree's RSS and CPU time every 0.1 s."""
     import psutil
 
     result = workdir / "result.json"
@@ -232,6 +295,10 @@ def measure(mode: str, images: Path, out: Path, workers: int, n: int, workdir: P
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
     log = workdir / "child.log"
     peak_tree = peak_driver = peak_procs = 0
+    roles: dict[int, str] = {}
+    cpu: dict[int, float] = {}  # pid -> last seen user + system CPU seconds
+    me = psutil.Process()
+    own0 = sum(me.cpu_times()[:2])
     with open(log, "w") as logf:
         proc = psutil.Popen(cmd, cwd=REPO, env=env, stdout=logf, stderr=subprocess.STDOUT)
         while proc.poll() is None:
@@ -242,9 +309,14 @@ def measure(mode: str, images: Path, out: Path, workers: int, n: int, workdir: P
                 tree = [proc]
             for p in tree:
                 try:
-                    rss = p.memory_info().rss
+                    with p.oneshot():
+                        rss = p.memory_info().rss
+                        times = p.cpu_times()
+                    if p.pid not in roles:
+                        roles[p.pid] = _role(p, proc.pid)
                 except psutil.Error:
                     continue
+                cpu[p.pid] = times.user + times.system
                 total += rss
                 procs += 1
                 if p.pid == proc.pid:
@@ -258,14 +330,20 @@ def measure(mode: str, images: Path, out: Path, workers: int, n: int, workdir: P
     res = json.loads(result.read_text())
     if res["samples"] != n or res["failures"]:
         sys.exit(f"{mode}: expected {n} samples and no failures, got {res['samples']} / {res['failures']}")
+    by_role: dict[str, float] = {}
+    for pid, sec in cpu.items():
+        by_role[roles[pid]] = by_role.get(roles[pid], 0.0) + sec
+    by_role["(this monitor, not counted above)"] = sum(me.cpu_times()[:2]) - own0
     res.update(mode=mode, workers=workers, n=n, peak_tree_mb=peak_tree / 2**20, peak_driver_mb=peak_driver / 2**20,
-               peak_procs=peak_procs)
+               peak_procs=peak_procs, cpu_s=by_role)
     return res
 
 
 def label(r: dict) -> str:
     if r["mode"] == "plain":
         return "plain loop (1 process)"
+    if r["mode"] == "plain-parallel":
+        return f"{r['workers']} plain loops at once (machine ceiling)"
     return f"aig, {r['mode'].removeprefix('aig-')} executor, {r['workers']} worker{'s' if r['workers'] > 1 else ''}"
 
 
@@ -382,7 +460,14 @@ def machine_facts() -> list[str]:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:
         affinity = os.cpu_count()
-    return [f"CPU: {cpu}; nproc {affinity} (os.cpu_count {os.cpu_count()}); memory {mem}",
+    try:
+        from pipeline.provenance import git_commit
+
+        commit = git_commit()
+    except Exception:
+        commit = "unknown"
+    return [f"aig commit {commit}",
+            f"CPU: {cpu}; nproc {affinity} (os.cpu_count {os.cpu_count()}); memory {mem}",
             f"OS: {platform.platform()}",
             f"Python {platform.python_version()}; " + ", ".join(versions)]
 
@@ -420,6 +505,15 @@ def render(best: dict, memory: list[dict], args, started: str, wall: float, all_
         for name in names:
             lines.append(f"| {name.replace('  ', '&nbsp;&nbsp;')} | " + " | ".join(f"{r['phases'].get(name, 0.0):.2f}"
                                                             for _, r in aig_runs) + " |")
+    cpu_roles = list(dict.fromkeys(k for r in best.values() for k in sorted(r.get("cpu_s", {}))))
+    if cpu_roles:
+        lines += ["", "CPU seconds used by each kind of process over the whole run (start-up included; sampled, so "
+                  "the last 0.1 s of a process may be missing):", "",
+                  "| process | " + " | ".join(label(r) for r in best.values()) + " |",
+                  "|---|" + "---:|" * len(best)]
+        for role in [*[k for k in cpu_roles if not k.startswith("(")], *[k for k in cpu_roles if k.startswith("(")]]:
+            lines.append(f"| {role} | " + " | ".join(f"{r.get('cpu_s', {}).get(role, 0.0):.1f}"
+                                                    for r in best.values()) + " |")
     if memory:
         lines += ["", "Peak memory against the number of images (aig, Ray, 2 workers):", "",
                   "| images | seconds | images/s | peak RSS tree (MiB) | peak RSS driver (MiB) | processes |",
@@ -443,8 +537,8 @@ def write_results(text: str) -> None:
         new = ("# Ingest benchmark\n\nThe issue's target: `aig build-data` ingests 512 px JPEGs into 256 px shards at "
                f">= {TARGET_1}x a plain single-process loop on 1 CPU and >= {TARGET_2}x on 2 CPUs (Ray start-up "
                "excluded, reported separately), with peak memory that does not grow with the number of images.\n\n"
-               "Re-run with `python benchmarks/ingest.py --write-results` (the part between the markers is "
-               "rewritten; notes outside it are kept).\n\n" + block + "\n")
+               "Re-run with `python benchmarks/ingest.py --write-results --with-ceiling` (the part between the "
+               "markers is rewritten; notes outside it are kept).\n\n" + block + "\n")
     RESULTS.write_text(new)
     print(f"wrote {RESULTS}")
 
@@ -460,7 +554,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", action="store_true", help="cProfile aig's local executor at --n, then exit")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "aig-bench"),
                     help="images (kept between runs) and outputs")
-    ap.add_argument("--one-run", choices=("plain", "aig-ray", "aig-local"), help=argparse.SUPPRESS)
+    ap.add_argument("--with-ceiling", action="store_true",
+                    help="also time 2 plain loops at once on halves of the images (what 2 CPUs can give)")
+    ap.add_argument("--one-run", choices=("plain", "plain-parallel", "aig-ray", "aig-local"), help=argparse.SUPPRESS)
     ap.add_argument("--images", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -480,6 +576,8 @@ def main(argv: list[str] | None = None) -> None:
     args.load = os.getloadavg()
     t_start = time.perf_counter()
     configs = [("plain", "plain", 1), ("aig-ray-1", "aig-ray", 1), ("aig-ray-2", "aig-ray", 2)]
+    if args.with_ceiling:
+        configs.append(("plain-parallel-2", "plain-parallel", 2))
     all_runs: list[dict] = []
     best: dict[str, dict] = {}
     print(f"{'run':44s} {'images':>6s} {'seconds':>8s} {'img/s':>7s} {'ray start':>9s} {'peak tree':>10s} "

@@ -58,7 +58,7 @@ def dataset_lock(root: Path) -> Iterator[None]:
 def clear_dataset(root: Path) -> None:
     if not root.exists():
         return
-    if any(root.iterdir()) and not layout.is_dataset(root):
+    if any(p.name != layout.LOCK_FILE for p in root.iterdir()) and not layout.is_dataset(root):
         raise BuildError(f"'{root}' is not an aig dataset folder; refusing to delete it with --overwrite")
     for child in root.iterdir():
         if child.name == layout.LOCK_FILE:

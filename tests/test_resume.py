@@ -72,6 +72,11 @@ def test_append_then_overwrite(tmp_path):
     assert sql_rows(out, "select count(*) as n from samples") == [{"n": 5}]
 
 
+def test_overwrite_of_a_new_folder_works(tmp_path):
+    run_aig("build-data", "-o", tmp_path / "new", "--executor", "local", "--overwrite")
+    assert sql_rows(tmp_path / "new", "select count(*) as n from samples") == [{"n": 12}]
+
+
 def test_overwrite_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
     proc = run_aig("build-data", "-o", tmp_path, "--overwrite", check=False)
