@@ -17,7 +17,10 @@ SAMPLES = (
     ("pair_id", "string"),
     ("generator", "string"),
     ("generator_kind", "string"),
-    ("provenance", "string"),  # JSON
+    ("model_id", "string"),
+    ("seed", "int64"),
+    ("prompt", "string"),
+    ("provenance", "string"),  # JSON: everything needed to regenerate the sample
     ("input_path", "string"),
     ("origin", "string"),  # folder | list | shards | embedded
     ("caption", "string"),
@@ -34,6 +37,7 @@ SAMPLES = (
     ("source_mode", "string"),
     ("source_width", "int32"),
     ("source_height", "int32"),
+    ("source_quality", "int32"),  # estimated JPEG quality of the input (JPEG inputs only)
     ("canonical", "string"),  # canonicalisation applied, e.g. cap:512
 )
 

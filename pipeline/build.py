@@ -16,7 +16,9 @@ from manifests.catalog import refresh_catalog
 from manifests.schema import RUNS, parquet_bytes, table_dir, to_table
 
 from . import info, ingest, layout, provenance
+from .chunks import write_chunk
 from .config import BuildConfig
+from .model_stages import MODEL_STAGES, run_stage, stage_jobs
 from .plan import hash_inputs, make_plan
 from .runner import make_executor
 from .shards import atomic_write
@@ -38,6 +40,7 @@ class BuildReport:
     failures: int
     seconds: float
     ray_startup_s: float
+    by_stage: dict[str, tuple[int, int]]  # stage -> (samples, failures) written by this run
 
 
 def log(msg: str) -> None:
@@ -133,7 +136,29 @@ def _load_plan(root: Path, run_id: str) -> list[dict]:
     return [r for r in pq.read_table(path).to_pylist() if "input_path" in r]
 
 
-def _run_chunks(root: Path, cfg: BuildConfig, run_id: str, plan: list[dict]) -> tuple[int, float]:
+class LazyExecutor:
+    """Starts Ray (or the local executor) on first use only: a run with nothing to do starts nothing."""
+
+    def __init__(self, cfg):
+        self.cfg, self._ex = cfg, None
+
+    def get(self):
+        if self._ex is None:
+            self._ex = make_executor(self.cfg)
+            if self._ex.startup_s:
+                log(f"ray started in {self._ex.startup_s:.1f}s ({self._ex.address}, {self._ex.workers} CPUs)")
+        return self._ex
+
+    @property
+    def startup_s(self) -> float:
+        return self._ex.startup_s if self._ex else 0.0
+
+    def close(self) -> None:
+        if self._ex is not None:
+            self._ex.close()
+
+
+def _run_ingest(root: Path, cfg: BuildConfig, run_id: str, plan: list[dict], lazy: LazyExecutor) -> int:
     from tqdm import tqdm
 
     done = set(layout.done_markers(root))
@@ -141,13 +166,9 @@ def _run_chunks(root: Path, cfg: BuildConfig, run_id: str, plan: list[dict]) -> 
     for row in plan:
         by_chunk.setdefault(row["chunk"], []).append(row)
     todo = sorted(c for c in by_chunk if layout.chunk_name(ingest.GROUP, c) not in done)
-    for tmp in layout.temp_files(root):
-        tmp.unlink(missing_ok=True)  # leftovers of a killed run; never visible under a final name
     if not todo:
-        return 0, 0.0
-    executor = make_executor(cfg.runner)
-    if executor.startup_s:
-        log(f"ray started in {executor.startup_s:.1f}s ({executor.address}, {executor.workers} CPUs)")
+        return 0
+    executor = lazy.get()
     calls = [(str(root), c, by_chunk[c], cfg.ingest, cfg.shards, run_id, cfg.runner.max_retries) for c in todo]
     failed = 0
     bar = tqdm(total=sum(len(by_chunk[c]) for c in todo), unit="img", desc="ingest", mininterval=1.0,
@@ -162,8 +183,7 @@ def _run_chunks(root: Path, cfg: BuildConfig, run_id: str, plan: list[dict]) -> 
             bar.set_postfix(failed=failed, refresh=False)
     finally:
         bar.close()
-        executor.close()
-    return len(todo), executor.startup_s
+    return len(todo)
 
 
 def _isolate_chunk(executor, root: Path, call: tuple) -> dict:
@@ -172,10 +192,27 @@ def _isolate_chunk(executor, root: Path, call: tuple) -> dict:
     outcomes: list = [None] * len(rows)
     for i, result in executor.map(ingest.prepare, [(r, ing, run_id, retries) for r in rows]):
         if isinstance(result, BaseException):
-            result = ingest.failure_outcome(rows[i], run_id, "worker_crash", f"{type(result).__name__}: {result}",
-                                     attempts=retries + 1)
+            result = ingest.failure(rows[i], run_id, "worker_crash", f"{type(result).__name__}: {result}",
+                                    attempts=retries + 1)
         outcomes[i] = result
-    return ingest.write_chunk(root, chunk, outcomes, shard_cfg)
+    return write_chunk(root, ingest.GROUP, chunk, outcomes, shard_cfg, ingest.STAGE, run_id)
+
+
+def _start_or_resume(root: Path, cfg: BuildConfig, command: str) -> tuple[dict, list[dict]]:
+    runs = read_table(root, "runs")
+    unfinished = [r for r in runs if r["status"] != "complete"]
+    if not unfinished:
+        return _new_run(root, cfg, command, runs)
+    run = unfinished[-1]
+    if run["config_hash"] != cfg.content_hash():
+        raise BuildError(
+            f"'{root}' has an unfinished run {run['run_id']} started by `{run['command']}` with a different "
+            "configuration; re-run that command to finish it, or pass --overwrite to start fresh"
+        )
+    run["resumed"] += 1
+    plan = _load_plan(root, run["run_id"])
+    log(f"resuming {run['run_id']} ({len(plan)} inputs planned)")
+    return run, plan
 
 
 def build(cfg: BuildConfig, command: str = "aig build-data", overwrite: bool = False) -> BuildReport:
@@ -184,28 +221,36 @@ def build(cfg: BuildConfig, command: str = "aig build-data", overwrite: bool = F
     with dataset_lock(root):
         if overwrite:
             clear_dataset(root)
-        runs = read_table(root, "runs")
-        unfinished = [r for r in runs if r["status"] != "complete"]
-        if unfinished:
-            run = unfinished[-1]
-            if run["config_hash"] != cfg.content_hash():
-                raise BuildError(
-                    f"'{root}' has an unfinished run {run['run_id']} started by `{run['command']}` with a different "
-                    "configuration; re-run that command to finish it, or pass --overwrite to start fresh"
-                )
-            run["resumed"] += 1
-            plan = _load_plan(root, run["run_id"])
-            log(f"resuming {run['run_id']} ({len(plan)} inputs planned)")
-        else:
-            run, plan = _new_run(root, cfg, command, runs)
-        chunks_run, ray_s = _run_chunks(root, cfg, run["run_id"], plan)
-        plan_chunks = {layout.chunk_name(ingest.GROUP, r["chunk"]) for r in plan}
-        markers = layout.done_markers(root)
-        run.update(status="complete", finished_at=provenance.now(),
-                   n_samples=sum(markers[c]["samples"] for c in plan_chunks),
-                   n_failures=sum(markers[c]["failures"] for c in plan_chunks))
+        # Models are checked before anything runs: a bad id fails in seconds, with nothing half-built.
+        jobs = {stage: stage_jobs(cfg, stage) for stage in MODEL_STAGES if stage in cfg.stages}
+        run, plan = _start_or_resume(root, cfg, command)
+        run_id = run["run_id"]
+        for tmp in layout.temp_files(root):
+            tmp.unlink(missing_ok=True)  # leftovers of a killed run; never visible under a final name
+        lazy = LazyExecutor(cfg.runner)
+        errors: list[str] = []
+        try:
+            chunks_run = _run_ingest(root, cfg, run_id, plan, lazy) if "ingest" in cfg.stages else 0
+            for stage, stage_job_list in jobs.items():
+                if not stage_job_list:
+                    log(f"stage {stage}: no model configured, skipped")
+                    continue
+                errors += run_stage(root, cfg, run_id, stage, lazy, stage_job_list)
+        finally:
+            lazy.close()
+        mine = [m for m in layout.done_markers(root).values() if m.get("run_id") == run_id]
+        by_stage: dict[str, tuple[int, int]] = {}
+        for m in mine:
+            n, f = by_stage.get(m["stage"], (0, 0))
+            by_stage[m["stage"]] = (n + m["samples"], f + m["failures"])
+        run.update(n_samples=sum(m["samples"] for m in mine), n_failures=sum(m["failures"] for m in mine))
+        if not errors:
+            run.update(status="complete", finished_at=provenance.now())
         write_run(root, run)
         info.write_info(root)
         refresh_catalog(root)
-    return BuildReport(root, run["run_id"], bool(run["resumed"]), len(plan), chunks_run, run["n_samples"],
-                       run["n_failures"], time.perf_counter() - start, ray_s)
+    if errors:
+        raise BuildError(f"{len(errors)} chunk(s) failed and stay to do; fix the cause and re-run the same "
+                         "command to finish them:\n  " + "\n  ".join(errors[:20]))
+    return BuildReport(root, run_id, bool(run["resumed"]), len(plan), chunks_run, run["n_samples"],
+                       run["n_failures"], time.perf_counter() - start, lazy.startup_s, by_stage)

@@ -29,7 +29,7 @@ def build_data(
     input_dir: Annotated[Optional[list[str]], typer.Option("--input-dir", help="Folder of images (recursive). Repeatable.")] = None,
     input_list: Annotated[Optional[list[str]], typer.Option("--input-list", help="CSV/TSV/Parquet with a path column (+ caption, group) or a text file of paths. Repeatable.")] = None,
     input_shards: Annotated[Optional[list[str]], typer.Option("--input-shards", help="WebDataset tars: paths, a folder, a glob or a brace pattern. Repeatable.")] = None,
-    stages: Annotated[Optional[str], typer.Option(help="Comma-separated stages to run (available: ingest).")] = None,
+    stages: Annotated[Optional[str], typer.Option(help="Comma-separated stages to run: ingest, reconstruct, inpaint, generate [default: all].")] = None,
     policy: Annotated[Optional[str], typer.Option(help="Canonicalisation: cap (longest side <= size), center-crop, native.")] = None,
     size: Annotated[Optional[int], typer.Option(help="Target size in pixels for the policy.")] = None,
     min_size: Annotated[Optional[int], typer.Option(help="Reject images whose shorter side is below this.")] = None,
@@ -39,6 +39,21 @@ def build_data(
     samples_per_shard: Annotated[Optional[int], typer.Option(help="Inputs per chunk and max samples per tar.")] = None,
     max_shard_bytes: Annotated[Optional[int], typer.Option(help="Max bytes per tar.")] = None,
     split_seed: Annotated[Optional[str], typer.Option(help="Seed of the hash that assigns splits.")] = None,
+    autoencoder: Annotated[Optional[list[str]], typer.Option(help="Reconstruct stage: diffusers autoencoder, hub id or local path, optional ':SUBFOLDER' (e.g. stabilityai/stable-diffusion-2-1:vae). Repeatable [default: embedded].")] = None,
+    latent: Annotated[Optional[str], typer.Option(help="Reconstruct stage: sample (seeded per pair) or mode.")] = None,
+    pair_format: Annotated[Optional[str], typer.Option(help="Pixel pairs stored as png (lossless) or jpeg-matched (the real's own JPEG quality).")] = None,
+    inpaint_model: Annotated[Optional[list[str]], typer.Option(help="Inpaint stage: diffusers inpainting pipeline, hub id or path. Repeatable.")] = None,
+    inpaint_mask: Annotated[Optional[str], typer.Option(help="Inpaint stage: empty (regenerate all) or rectangle.")] = None,
+    inpaint_steps: Annotated[Optional[int], typer.Option(help="Inpaint stage: inference steps.")] = None,
+    t2i_model: Annotated[Optional[list[str]], typer.Option(help="Generate stage: diffusers text-to-image pipeline, hub id or path. Repeatable.")] = None,
+    t2i_steps: Annotated[Optional[int], typer.Option(help="Generate stage: inference steps.")] = None,
+    t2i_guidance: Annotated[Optional[float], typer.Option(help="Generate stage: guidance scale.")] = None,
+    t2i_size: Annotated[Optional[int], typer.Option(help="Generate stage: width and height.")] = None,
+    images_per_prompt: Annotated[Optional[int], typer.Option(help="Generate stage: images per caption.")] = None,
+    negative_prompt: Annotated[Optional[str], typer.Option(help="Generate stage: negative prompt.")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Generate stage: diffusers scheduler class to use.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Model stages: images per batch.")] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(help="Model stages: GPUs per actor (fractions allowed; default 1 when the cluster has GPUs).")] = None,
     executor: Annotated[Optional[str], typer.Option(help="ray (default) or local (in-process, for debugging).")] = None,
     ray_address: Annotated[Optional[str], typer.Option(help="Existing Ray cluster (else RAY_ADDRESS, else a local Ray).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="CPUs for the local Ray (0 = all).")] = None,
@@ -56,22 +71,34 @@ def build_data(
         "ingest.jpeg_quality": jpeg_quality, "shards.samples_per_shard": samples_per_shard,
         "shards.max_shard_bytes": max_shard_bytes, "split.seed": split_seed, "runner.executor": executor,
         "runner.ray_address": ray_address, "runner.workers": workers, "runner.max_retries": max_retries,
+        "runner.gpus_per_worker": gpus_per_worker, "reconstruct.autoencoders": autoencoder,
+        "reconstruct.latent": latent, "reconstruct.pair_format": pair_format, "inpaint.pair_format": pair_format,
+        "inpaint.pipelines": inpaint_model, "inpaint.mask": inpaint_mask, "inpaint.steps": inpaint_steps, "generate.pipelines": t2i_model,
+        "generate.steps": t2i_steps, "generate.guidance": t2i_guidance, "generate.width": t2i_size,
+        "generate.height": t2i_size, "generate.images_per_prompt": images_per_prompt,
+        "generate.negative_prompt": negative_prompt, "generate.scheduler": scheduler,
+        "reconstruct.batch_size": batch_size, "inpaint.batch_size": batch_size, "generate.batch_size": batch_size,
     }
     try:
         cfg = load_config(config, overrides)
     except ConfigError as e:
         fail(str(e))
+    from generators.autoencoder import ModelLoadError
+
     from .build import BuildError, build
 
     try:
         report = build(cfg, command=" ".join(["aig", *sys.argv[1:]]), overwrite=overwrite)
-    except (BuildError, InputError) as e:
+    except (BuildError, InputError, ModelLoadError) as e:
         fail(str(e))
-    rate = report.inputs / max(report.seconds - report.ray_startup_s, 1e-9)
     typer.echo(f"dataset: {report.root.resolve()}")
-    typer.echo(f"run {report.run_id}{' (resumed)' if report.resumed else ''}: {report.inputs} inputs -> "
-               f"{report.samples} samples, {report.failures} failures in {report.seconds:.1f}s "
-               f"({rate:.1f} inputs/s excluding {report.ray_startup_s:.1f}s Ray start-up)")
+    typer.echo(f"run {report.run_id}{' (resumed)' if report.resumed else ''}: {report.seconds:.1f}s "
+               f"({report.ray_startup_s:.1f}s of it Ray start-up)")
+    ingested = report.by_stage.get("ingest", (0, 0))
+    typer.echo(f"  ingest: {report.inputs} inputs -> {ingested[0]} samples, {ingested[1]} failures")
+    for stage, (n, f) in report.by_stage.items():
+        if stage != "ingest":
+            typer.echo(f"  {stage}: {n} samples, {f} failures")
     _print_summary(report.root)
     typer.echo(f"query it: aig sql -d {report.root} \"select split, count(*) from samples group by all\"")
 
@@ -127,7 +154,7 @@ def sql(
             else:
                 import csv
 
-                w = csv.writer(sys.stdout)
+                w = csv.writer(sys.stdout, lineterminator="\n")
                 w.writerow(rel.columns)
                 w.writerows(rel.fetchall())
         else:
@@ -166,6 +193,30 @@ def info(dataset: Annotated[Path, typer.Argument(help="Dataset folder.")] = Path
     total = sum(p.stat().st_size for p in dataset.rglob("*") if p.is_file())
     tars = sum(p.stat().st_size for p in dataset.rglob("*.tar"))
     typer.echo(f"size on disk: {total / 1e6:.1f} MB ({tars / 1e6:.1f} MB in tars)")
+
+
+@app.command()
+def regenerate(
+    key: Annotated[str, typer.Argument(help="Key of a generated sample.")],
+    dataset: DatasetArg = Path(DEFAULT_OUTPUT),
+    output: Annotated[Optional[Path], typer.Option("--output", help="Write the regenerated image here.")] = None,
+) -> None:
+    """Rebuild one generated sample from its manifest row and check it equals the stored one."""
+    from generators.autoencoder import ModelLoadError
+    from generators.regenerate import RegenerateError
+    from generators.regenerate import regenerate as run
+
+    try:
+        result = run(dataset, key)
+    except (RegenerateError, ModelLoadError) as e:
+        fail(str(e))
+    if output:
+        output.write_bytes(result.data)
+        typer.echo(f"wrote {output}")
+    typer.echo(f"{key}: {'identical to' if result.identical else 'DIFFERENT from'} the stored sample "
+               f"(sha256 {result.stored_sha256[:16]}...)")
+    if not result.identical:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_OUTPUT = "aig-data/default"
-STAGES = ("ingest",)
+STAGES = ("ingest", "reconstruct", "inpaint", "generate")
+LATENT_MODES = ("sample", "mode")
+PAIR_FORMATS = ("png", "jpeg-matched")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
 CANONICAL_POLICIES = ("cap", "center-crop", "native")
 IMAGE_FORMATS = ("png", "jpeg")
 
@@ -40,6 +43,54 @@ class IngestConfig:
 
 
 @dataclass
+class ReconstructConfig:
+    """Pixel task: real/reconstruction pairs through diffusers autoencoders."""
+
+    autoencoders: list = field(default_factory=lambda: ["embedded"])  # "ID", "ID:SUBFOLDER" or {model, subfolder, revision, name}
+    latent: str = "sample"  # sample (seeded per pair) | mode
+    pair_format: str = "png"  # png: both lossless | jpeg-matched: both at the real's own JPEG quality when it came as JPEG
+    batch_size: int = 8
+    dtype: str = "auto"  # auto: float16 on GPU, float32 on CPU
+    tile_above: int = 1024  # tiled encode/decode for images with a side above this
+    seed: str = "aig-reconstruct-v1"
+
+
+@dataclass
+class InpaintConfig:
+    """Pixel task, B-Free style: self-conditioned regeneration through an inpainting pipeline."""
+
+    pipelines: list = field(default_factory=list)  # hub ids or local paths of inpainting pipelines
+    mask: str = "empty"  # empty (regenerate everything) | rectangle (seeded random box repainted)
+    steps: int = 25
+    strength: float = 1.0
+    guidance: float = 1.0
+    use_caption: bool = False
+    pair_format: str = "png"
+    batch_size: int = 1
+    dtype: str = "auto"
+    tile_above: int = 1024
+    seed: str = "aig-inpaint-v1"
+
+
+@dataclass
+class GenerateConfig:
+    """Semantic task: text-to-image fakes prompted by the real images' captions."""
+
+    pipelines: list = field(default_factory=list)  # hub ids or local paths of text-to-image pipelines
+    images_per_prompt: int = 1
+    steps: int = 30
+    guidance: float = 5.0
+    width: int = 512
+    height: int = 512
+    negative_prompt: str = ""
+    scheduler: str | None = None  # a diffusers scheduler class name to swap in
+    safety_checker: bool = False
+    batch_size: int = 4
+    dtype: str = "auto"
+    seed: str = "aig-generate-v1"
+
+
+@dataclass
 class ShardConfig:
     samples_per_shard: int = 1000
     max_shard_bytes: int = 512 * 1024 * 1024
@@ -59,6 +110,7 @@ class RunnerConfig:
     ray_address: str | None = None
     workers: int = 0  # 0 = one per CPU of the local machine
     max_retries: int = 2
+    gpus_per_worker: float = -1.0  # model stages; -1 = 1 when the cluster has GPUs, else 0 (fractions allowed)
 
 
 @dataclass
@@ -67,6 +119,9 @@ class BuildConfig:
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     inputs: InputConfig = field(default_factory=InputConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    reconstruct: ReconstructConfig = field(default_factory=ReconstructConfig)
+    inpaint: InpaintConfig = field(default_factory=InpaintConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
@@ -145,5 +200,21 @@ def validate(cfg: BuildConfig) -> None:
         raise ConfigError(f"unknown stage(s) {unknown or '(none given)'}; available: {', '.join(STAGES)}")
     if cfg.runner.executor not in ("ray", "local"):
         raise ConfigError(f"runner.executor '{cfg.runner.executor}' unknown; use ray or local")
+    rec = cfg.reconstruct
+    if rec.latent not in LATENT_MODES:
+        raise ConfigError(f"reconstruct.latent '{rec.latent}' unknown; use one of {', '.join(LATENT_MODES)}")
+    for section in (rec, cfg.inpaint):
+        if section.pair_format not in PAIR_FORMATS:
+            raise ConfigError(f"pair_format '{section.pair_format}' unknown; use one of {', '.join(PAIR_FORMATS)}")
+    for section in (rec, cfg.inpaint, cfg.generate):
+        if section.dtype not in DTYPES:
+            raise ConfigError(f"dtype '{section.dtype}' unknown; use one of {', '.join(DTYPES)}")
+        if section.batch_size < 1:
+            raise ConfigError("batch_size must be >= 1")
+    if cfg.inpaint.mask not in ("empty", "rectangle"):
+        raise ConfigError(f"inpaint.mask '{cfg.inpaint.mask}' unknown; use empty or rectangle")
+    gen = cfg.generate
+    if gen.width % 8 or gen.height % 8 or gen.steps < 1 or gen.images_per_prompt < 1:
+        raise ConfigError("generate.width/height must be multiples of 8; steps and images_per_prompt >= 1")
     if cfg.runner.workers < 0 or cfg.runner.max_retries < 0:
         raise ConfigError("runner.workers and runner.max_retries must be >= 0")

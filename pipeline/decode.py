@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .jpeg_quality import estimate_quality
+
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
 
 # Rejection reasons, as stored in the failures table.
@@ -43,6 +45,7 @@ class SourceInfo:
     mode: str
     width: int  # after EXIF orientation
     height: int
+    quality: int | None  # estimated JPEG quality (JPEG inputs only)
 
 
 def _open(data: bytes) -> Image.Image:
@@ -97,6 +100,7 @@ def decode_image(data: bytes, limits: DecodeLimits) -> tuple[Image.Image, Source
     if getattr(img, "is_animated", False) and getattr(img, "n_frames", 1) > 1:
         raise Rejected(ANIMATED, f"{fmt} with {img.n_frames} frames")
     mode = img.mode
+    quality = estimate_quality(getattr(img, "quantization", None)) if fmt == "JPEG" else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # palette/EXIF warnings are not errors
@@ -111,7 +115,7 @@ def decode_image(data: bytes, limits: DecodeLimits) -> tuple[Image.Image, Source
         raise Rejected(reason, f"{fmt}: {msg}") from None
     if min(rgb.size) < limits.min_size:
         raise Rejected(TOO_SMALL, f"{rgb.width}x{rgb.height} is below the minimum side of {limits.min_size} px")
-    return rgb, SourceInfo(fmt, mode, rgb.width, rgb.height)
+    return rgb, SourceInfo(fmt, mode, rgb.width, rgb.height, quality)
 
 
 def canonicalize(img: Image.Image, policy: str, size: int) -> Image.Image:

@@ -25,6 +25,16 @@ class LocalExecutor:
             except Exception as e:  # the caller decides what a failed call means
                 yield i, e
 
+    def map_actors(self, cls: type, init_args: tuple, method: str, calls: list[tuple],
+                   gpus_per_worker: float = -1.0) -> Iterator[tuple[int, Any]]:
+        """One instance of cls (a model loaded once), its method called for each call in turn.
+
+        One torch thread, as in every CPU actor: CPU results depend on the thread count, and the same
+        inputs must give the same bytes whichever executor ran them.
+        """
+        instance = cls(*init_args, threads=1)
+        yield from self.map(getattr(instance, method), calls)
+
     def close(self) -> None:
         pass
 
@@ -71,6 +81,41 @@ class RayExecutor:
                     yield i, ray.get(ref)
                 except Exception as e:  # task error or worker crash after retries
                     yield i, e
+
+    def map_actors(self, cls: type, init_args: tuple, method: str, calls: list[tuple],
+                   gpus_per_worker: float = -1.0) -> Iterator[tuple[int, Any]]:
+        """An actor pool: each actor builds cls once (loads its model), then takes calls as it frees up.
+
+        gpus_per_worker < 0 means one GPU per actor when the cluster has GPUs, else CPU actors.
+        """
+        ray = self._ray
+        gpus = ray.cluster_resources().get("GPU", 0)
+        per = (1.0 if gpus else 0.0) if gpus_per_worker < 0 else gpus_per_worker
+        if per > 0 and gpus < per:
+            raise RuntimeError(f"{per} GPU(s) per worker requested but the cluster has {gpus:g}")
+        n = max(1, min(len(calls), int(gpus // per) if per else self.workers))
+        actor_cls = ray.remote(num_cpus=1, num_gpus=per, max_restarts=1, max_task_retries=self.max_retries)(cls)
+        actors = [actor_cls.remote(*init_args, threads=1) for _ in range(n)]  # see LocalExecutor.map_actors
+        idle = list(actors)
+        pending: dict[Any, tuple[int, Any]] = {}
+        queue = list(enumerate(calls))[::-1]
+        try:
+            while queue or pending:
+                while queue and idle:
+                    i, args = queue.pop()
+                    actor = idle.pop()
+                    pending[getattr(actor, method).remote(*args)] = (i, actor)
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    i, actor = pending.pop(ref)
+                    idle.append(actor)
+                    try:
+                        yield i, ray.get(ref)
+                    except Exception as e:  # model load failure, task error or actor death after restarts
+                        yield i, e
+        finally:
+            for actor in actors:
+                ray.kill(actor)
 
     def close(self) -> None:
         if self._owned:

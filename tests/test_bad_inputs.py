@@ -13,7 +13,8 @@ def test_folder_with_bad_files(tmp_path):
     expected, sizes = make_corpus_with_sizes(folder)
     out = tmp_path / "ds"
     proc = run_aig("build-data", "-o", out, "--input-dir", folder, "--min-size", TEST_MIN_SIZE,
-                   "--max-pixels", TEST_MAX_PIXELS, "--policy", "native", "--samples-per-shard", 8)
+                   "--max-pixels", TEST_MAX_PIXELS, "--policy", "native", "--samples-per-shard", 8,
+                   "--stages", "ingest")
     n_bad = sum(v != GOOD for v in expected.values())
     assert f"{len(expected)} inputs -> {len(expected) - n_bad} samples, {n_bad} failures" in proc.stdout
 
@@ -53,7 +54,7 @@ def test_lists_and_shards_as_inputs(tmp_path):
         w.write({"__key__": "b", "jpg": imgs[5].read_bytes()})
         w.write({"__key__": "c", "json": json.dumps({"no": "image"}).encode()})
     out = tmp_path / "ds"
-    run_aig("build-data", "-o", out, "--executor", "local", "--input-list", csv_list,
+    run_aig("build-data", "-o", out, "--executor", "local", "--stages", "ingest", "--input-list", csv_list,
             "--input-list", tmp_path / "list.parquet", "--input-list", tmp_path / "list.txt",
             "--input-shards", str(tmp_path / "in-{000000..000000}.tar"))
     samples = {r["input_path"]: r for r in sql_rows(out, "select input_path, caption, origin from samples")}

@@ -21,16 +21,18 @@ def default_dataset(tmp_path_factory):
 def test_build_data_default_reports_and_counts(default_dataset):
     out, proc = default_dataset
     assert f"dataset: {out.resolve()}" in proc.stdout
-    assert "12 inputs -> 12 samples, 0 failures" in proc.stdout
+    assert "ingest: 12 inputs -> 12 samples, 0 failures" in proc.stdout
+    assert "reconstruct: 24 samples, 0 failures" in proc.stdout
     assert "ray started" in proc.stderr
-    rows = sql_rows(out, "select split, label, task, count(*) as n from samples group by all order by all")
-    assert sum(r["n"] for r in rows) == 12
-    assert {r["label"] for r in rows} == {"real"}
+    rows = sql_rows(out, "select stage, label, task, count(*) as n from samples group by all order by all")
+    assert rows == [{"stage": "ingest", "label": "real", "task": "both", "n": 12},
+                    {"stage": "reconstruct", "label": "fake", "task": "pixel", "n": 12},
+                    {"stage": "reconstruct", "label": "real", "task": "pixel", "n": 12}]
 
 
 def test_every_sample_has_provenance_and_caption(default_dataset):
     out, _ = default_dataset
-    rows = sql_rows(out, "select * from samples order by key")
+    rows = sql_rows(out, "select * from samples where stage = 'ingest' order by key")
     assert len({r["key"] for r in rows}) == 12
     for r in rows:
         assert "." not in r["key"] and r["caption"] and r["input_path"].startswith("embedded:")
@@ -48,7 +50,7 @@ def test_stereo_pair_shares_a_split(default_dataset):
     out, _ = default_dataset
     rows = sql_rows(out, "select group_id, count(distinct split) as splits, count(*) as n from samples "
                          "where group_id = 'stereo_motorcycle' group by all")
-    assert rows == [{"group_id": "stereo_motorcycle", "splits": 1, "n": 2}]
+    assert rows == [{"group_id": "stereo_motorcycle", "splits": 1, "n": 6}]  # 2 reals + their 2 pixel pairs
 
 
 def test_verify_and_info(default_dataset):
@@ -64,9 +66,9 @@ def test_shards_readable_by_standard_consumers(default_dataset):
     out, _ = default_dataset
     info = json.loads((out / "info.json").read_text())
     files = [out / f for split in info["splits"].values() for f in split["filenames"]]
-    assert sum(s["num_samples"] for s in info["splits"].values()) == 12
+    assert sum(s["num_samples"] for s in info["splits"].values()) == 36
     samples = list(wds.WebDataset([str(f) for f in files], shardshuffle=False).decode("pil"))
-    assert len(samples) == 12
+    assert len(samples) == 36
     for s in samples:
         assert s["png"].mode == "RGB" and s["json"]["key"] == s["__key__"]
     # timm-style _info.json: filenames relative to the group folder
@@ -92,14 +94,14 @@ def test_index_gives_random_access(default_dataset):
 def test_rebuild_is_byte_identical_with_local_executor(default_dataset, tmp_path):
     out, _ = default_dataset
     other = tmp_path / "again"
-    run_aig("build-data", "-o", other, "--executor", "local")
-    assert tar_digests(other) == tar_digests(out)
-    assert tar_digests(out)
+    run_aig("build-data", "-o", other, "--executor", "local", "--stages", "ingest")
+    real = {k: v for k, v in tar_digests(out).items() if k.startswith("shards/real/")}
+    assert tar_digests(other) == real and real
 
 
 def test_second_run_appends_nothing_new(default_dataset):
     out, _ = default_dataset
     before = tar_digests(out)
     proc = run_aig("build-data", "-o", out, "--executor", "local")
-    assert "0 inputs -> 0 samples" in proc.stdout
+    assert "ingest: 0 inputs -> 0 samples" in proc.stdout and "reconstruct" not in proc.stdout
     assert tar_digests(out) == before

@@ -22,7 +22,7 @@ def test_kill_9_then_resume_equals_clean_run(tmp_path):
     make_images(folder, 72, size=(320, 320))
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
     args = ["build-data", "--input-dir", folder, "--samples-per-shard", 4, "--policy", "center-crop",
-            "--size", 256, "--workers", 2]
+            "--size", 256, "--workers", 2, "--stages", "ingest"]
     clean = tmp_path / "clean"
     run_aig(*args, "-o", clean)
 
@@ -58,9 +58,10 @@ def test_append_then_overwrite(tmp_path):
     make_images(b, 4, size=(96, 96), seed=2)
     (b / "copy.jpg").write_bytes(first[0].read_bytes())
     out = tmp_path / "ds"
-    run_aig("build-data", "-o", out, "--input-dir", a, "--executor", "local")
+    run_aig("build-data", "-o", out, "--input-dir", a, "--executor", "local", "--stages", "ingest")
     before = tar_digests(out)
-    proc = run_aig("build-data", "-o", out, "--input-dir", a, "--input-dir", b, "--executor", "local")
+    proc = run_aig("build-data", "-o", out, "--input-dir", a, "--input-dir", b, "--executor", "local", "--stages",
+                   "ingest")
     assert "6 inputs are already in the dataset; appending 5 new ones" in proc.stderr
     after = tar_digests(out)
     assert all(after[k] == v for k, v in before.items()) and len(after) > len(before)
@@ -68,12 +69,12 @@ def test_append_then_overwrite(tmp_path):
     dup = sql_rows(out, "select reason, duplicate_of from failures")
     assert dup == [{"reason": "duplicate", "duplicate_of": str(first[0].resolve())}]
     assert [r["run_id"] for r in sql_rows(out, "select run_id from runs order by 1")] == ["run-0001", "run-0002"]
-    run_aig("build-data", "-o", out, "--input-dir", b, "--executor", "local", "--overwrite")
+    run_aig("build-data", "-o", out, "--input-dir", b, "--executor", "local", "--overwrite", "--stages", "ingest")
     assert sql_rows(out, "select count(*) as n from samples") == [{"n": 5}]
 
 
 def test_overwrite_of_a_new_folder_works(tmp_path):
-    run_aig("build-data", "-o", tmp_path / "new", "--executor", "local", "--overwrite")
+    run_aig("build-data", "-o", tmp_path / "new", "--executor", "local", "--overwrite", "--stages", "ingest")
     assert sql_rows(tmp_path / "new", "select count(*) as n from samples") == [{"n": 12}]
 
 
@@ -88,7 +89,7 @@ def test_unfinished_run_with_other_config_is_refused(tmp_path):
     folder = tmp_path / "in"
     make_images(folder, 3, size=(64, 64))
     out = tmp_path / "ds"
-    run_aig("build-data", "-o", out, "--input-dir", folder, "--executor", "local")
+    run_aig("build-data", "-o", out, "--input-dir", folder, "--executor", "local", "--stages", "ingest")
     runs = out / "manifest" / "runs" / "run-0001.parquet"
     import pyarrow.parquet as pq
 
@@ -97,5 +98,6 @@ def test_unfinished_run_with_other_config_is_refused(tmp_path):
     import pyarrow as pa
 
     pq.write_table(pa.Table.from_pylist(t, schema=pq.read_schema(runs)), runs)
-    proc = run_aig("build-data", "-o", out, "--input-dir", folder, "--executor", "local", "--size", 128, check=False)
+    proc = run_aig("build-data", "-o", out, "--input-dir", folder, "--executor", "local", "--size", 128,
+                   "--stages", "ingest", check=False)
     assert proc.returncode == 2 and "unfinished run run-0001" in proc.stderr and "--overwrite" in proc.stderr

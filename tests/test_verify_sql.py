@@ -18,7 +18,8 @@ def small_dataset(tmp_path_factory):
     base = tmp_path_factory.mktemp("small")
     make_images(base / "in", 12, size=(96, 96))
     out = base / "ds"
-    run_aig("build-data", "-o", out, "--input-dir", base / "in", "--samples-per-shard", 4, "--executor", "local")
+    run_aig("build-data", "-o", out, "--input-dir", base / "in", "--samples-per-shard", 4, "--executor", "local",
+            "--stages", "ingest")
     return out
 
 
@@ -101,7 +102,7 @@ def test_sql_formats(small_dataset, tmp_path):
 def test_config_file_and_override(tmp_path):
     make_images(tmp_path / "in", 3, size=(200, 150))
     cfg = tmp_path / "aig.toml"
-    cfg.write_text(f'output = "{tmp_path / "ds"}"\n[inputs]\nfolders = ["{tmp_path / "in"}"]\n'
+    cfg.write_text(f'output = "{tmp_path / "ds"}"\nstages = ["ingest"]\n[inputs]\nfolders = ["{tmp_path / "in"}"]\n'
                    '[ingest]\npolicy = "center-crop"\nsize = 128\nimage_format = "jpeg"\n'
                    '[runner]\nexecutor = "local"\n')
     run_aig("build-data", "--config", cfg, "--size", 64)

@@ -1,0 +1,80 @@
+"""A chunk's outputs: its tars (+ indexes), its samples/failures Parquet, then its done marker.
+
+Every stage produces a list of Outcomes per chunk and hands it to `write_chunk`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from manifests.schema import FAILURES, SAMPLES, parquet_bytes, to_table
+
+from . import layout
+from .config import ShardConfig
+from .shards import Sample, atomic_write, group_into_shards, index_table, write_shard
+
+SPLITS = ("train", "val", "test")
+# Row fields that depend on where or when the data was built: kept out of the tar's JSON member.
+NOT_IN_TAR = ("run_id", "input_path", "shard", "offset_data", "member", "size", "sha256")
+
+
+@dataclass
+class Outcome:
+    """Result of one input: a sample (members + manifest row) or a failure row."""
+
+    sample: Sample | None = None
+    row: dict | None = None
+    failure: dict | None = None
+
+
+def failure_outcome(input_path: str, run_id: str, stage: str, group: str, chunk: int, reason: str, error: str,
+                    attempts: int = 1, duplicate_of: str | None = None) -> Outcome:
+    return Outcome(failure={
+        "input_path": input_path, "run_id": run_id, "stage": stage, "chunk": layout.chunk_name(group, chunk),
+        "reason": reason, "error": error, "attempts": attempts, "duplicate_of": duplicate_of,
+    })
+
+
+def sample_outcome(key: str, data: bytes, ext: str, provenance: dict | None = None, **row) -> Outcome:
+    """One image sample: `{key}.{ext}` plus `{key}.json` (the row's portable fields)."""
+    row.update(key=key, format=ext, member=f"{key}.{ext}", sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+               provenance=json.dumps(provenance, sort_keys=True) if provenance is not None else None)
+    meta = {k: v for k, v in row.items() if k not in NOT_IN_TAR and v is not None}
+    if provenance is not None:
+        meta["provenance"] = provenance
+    members = {ext: data, "json": json.dumps(meta, sort_keys=True).encode()}
+    return Outcome(sample=Sample(key, members), row=row)
+
+
+def write_chunk(root: Path, group: str, chunk: int, outcomes: list[Outcome], shard_cfg: ShardConfig,
+                stage: str, run_id: str) -> dict:
+    name = layout.chunk_name(group, chunk)
+    rows = {o.row["key"]: o.row for o in outcomes if o.sample}
+    if len(rows) != sum(1 for o in outcomes if o.sample):
+        raise ValueError(f"chunk {name}: duplicate sample keys")
+    shard_files = []
+    for split in SPLITS:
+        samples = [o.sample for o in outcomes if o.sample and o.row["split"] == split]
+        for part, members in enumerate(group_into_shards(samples, shard_cfg.samples_per_shard,
+                                                         shard_cfg.max_shard_bytes)):
+            tar_path = layout.shard_path(root, group, split, chunk, part)
+            written = write_shard(tar_path, members)
+            atomic_write(layout.index_path(tar_path), parquet_bytes(index_table(written.entries)))
+            rel = tar_path.relative_to(root).as_posix()
+            for e in written.entries:
+                row = rows[e.key]
+                if e.member == row["member"]:
+                    row.update(shard=rel, offset_data=e.offset_data)
+            shard_files.append({"path": rel, "split": split, "samples": len(members),
+                                "bytes": written.nbytes, "sha256": written.sha256})
+    samples_rows = sorted(rows.values(), key=lambda r: r["key"])
+    failure_rows = [o.failure for o in outcomes if o.failure]
+    atomic_write(layout.table_file(root, "samples", name), parquet_bytes(to_table(SAMPLES, samples_rows)))
+    atomic_write(layout.table_file(root, "failures", name), parquet_bytes(to_table(FAILURES, failure_rows)))
+    stats = {"chunk": name, "stage": stage, "run_id": run_id, "inputs": len(outcomes), "samples": len(samples_rows),
+             "failures": len(failure_rows), "shards": shard_files}
+    atomic_write(layout.done_path(root, name), json.dumps(stats, indent=1, sort_keys=True).encode())
+    return stats

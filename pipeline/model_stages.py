@@ -1,0 +1,98 @@
+"""Driver side of the model stages (reconstruct, inpaint, generate): one output chunk per real chunk and model.
+
+Each model is checked in the driver first (config only: a bad id fails in seconds), then loaded once
+per actor; chunks of real samples are handed to the actors. Workers live in `generators/`.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import layout
+from .config import BuildConfig
+
+MODEL_STAGES = ("reconstruct", "inpaint", "generate")
+REAL_GROUP = "real"
+
+
+@dataclass(frozen=True)
+class StageJob:
+    stage: str
+    spec: object  # AutoencoderSpec | PipelineSpec
+    worker: type
+    section: object  # the stage's config section
+
+
+def stage_jobs(cfg: BuildConfig, stage: str) -> list[StageJob]:
+    """The models a stage runs, checked in the driver (fast failure for a bad id or path)."""
+    if stage == "reconstruct":
+        from generators.autoencoder import check_autoencoder
+        from generators.reconstruct import AutoencoderSpec, ReconstructWorker
+
+        specs = [AutoencoderSpec.parse(s) for s in cfg.reconstruct.autoencoders]
+        for s in specs:
+            check_autoencoder(s.model, s.subfolder, s.revision)
+        return [StageJob(stage, s, ReconstructWorker, cfg.reconstruct) for s in specs]
+    if stage == "inpaint":
+        from generators.diffusion import check_pipeline
+        from generators.inpaint import InpaintWorker
+        from generators.reconstruct import AutoencoderSpec
+
+        specs = [AutoencoderSpec.parse({"model": m} if isinstance(m, str) else m) for m in cfg.inpaint.pipelines]
+        for s in specs:
+            check_pipeline(s.model, s.revision)
+        return [StageJob(stage, s, InpaintWorker, cfg.inpaint) for s in specs]
+    if stage == "generate":
+        from generators.diffusion import check_pipeline
+        from generators.text2image import PipelineSpec, TextToImageWorker
+
+        specs = [PipelineSpec.parse(s) for s in cfg.generate.pipelines]
+        for s in specs:
+            check_pipeline(s.model, s.revision)
+        return [StageJob(stage, s, TextToImageWorker, cfg.generate) for s in specs]
+    raise ValueError(f"not a model stage: {stage}")
+
+
+def real_chunks(root: Path) -> dict[int, list[dict]]:
+    """Rows of every finished ingest chunk, by chunk number."""
+    import pyarrow.parquet as pq
+
+    out = {}
+    for name in layout.done_markers(root):
+        group, _, number = name.rpartition("-")
+        if group == REAL_GROUP:
+            rows = pq.read_table(layout.table_file(root, "samples", name)).to_pylist()
+            for r in rows:
+                r["chunk"] = int(number)
+            out[int(number)] = rows
+    return dict(sorted(out.items()))
+
+
+def run_stage(root: Path, cfg: BuildConfig, run_id: str, stage: str, lazy, jobs: list[StageJob]) -> list[str]:
+    """Run the stage's missing chunks; returns error messages of chunks that failed (they stay to-do)."""
+    from tqdm import tqdm
+
+    reals = real_chunks(root)
+    done = set(layout.done_markers(root))
+    errors: list[str] = []
+    for job in jobs:
+        group = job.spec.group()
+        todo = [k for k in reals if layout.chunk_name(group, k) not in done and reals[k]]
+        if not todo:
+            continue
+        calls = [(str(root), k, reals[k], cfg.shards, run_id) for k in todo]
+        bar = tqdm(total=sum(len(reals[k]) for k in todo), unit="img", desc=f"{stage} {job.spec.name}",
+                   mininterval=1.0, file=sys.stderr, dynamic_ncols=True)
+        try:
+            for i, result in lazy.get().map_actors(job.worker, (job.spec, job.section), "run_chunk", calls,
+                                                 cfg.runner.gpus_per_worker):
+                if isinstance(result, BaseException):
+                    errors.append(f"{stage} {job.spec.name} chunk {todo[i]}: {type(result).__name__}: {result}")
+                else:
+                    bar.set_postfix(failed=result["failures"], refresh=False)
+                bar.update(len(reals[todo[i]]))
+        finally:
+            bar.close()
+    return errors
