@@ -14,9 +14,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+DEMO_T2I := aig-data/models/tiny-sd
+
 demo: $(STAMP)
-	$(BIN)/aig build-data
+	test -f $(DEMO_T2I)/model_index.json || HF_HUB_OFFLINE=1 $(BIN)/python -m generators.tiny_models $(DEMO_T2I)
+	HF_HUB_OFFLINE=1 $(BIN)/aig build-data --t2i-model $(DEMO_T2I) --t2i-size 64 --t2i-steps 4
 	$(BIN)/aig verify
+	@echo "note: the demo's text-to-image pipeline ($(DEMO_T2I)) has random weights: its 'semantic candidates'"
+	@echo "      are noise-like stand-ins that only exercise the pipeline. The pixel pairs come from the bundled"
+	@echo "      trained autoencoder (generators/assets/tiny-vae) and are real reconstructions."
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

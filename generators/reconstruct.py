@@ -74,10 +74,11 @@ class ReconstructWorker:
     def latent_mode(self) -> str:
         return self.cfg.latent if self.ae.has_posterior else "deterministic"
 
-    def run_chunk(self, root: str, chunk: int, real_rows: list[dict], shard_cfg: ShardConfig, run_id: str) -> dict:
+    def run_chunk(self, root: str, chunk: int, real_rows: list[dict], shard_cfg: ShardConfig, run_id: str,
+                  group: str | None = None) -> dict:
         start = time.perf_counter()
         outcomes = self.reconstruct_rows(Path(root), real_rows, run_id)
-        stats = write_chunk(Path(root), self.spec.group(), chunk, outcomes, shard_cfg, self.stage, run_id)
+        stats = write_chunk(Path(root), group or self.spec.group(), chunk, outcomes, shard_cfg, self.stage, run_id)
         stats["seconds"] = time.perf_counter() - start
         return stats
 

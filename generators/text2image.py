@@ -50,10 +50,11 @@ class TextToImageWorker:
         self.pipe, self.commit = load_pipeline(spec.model, spec.revision, self.device, self.dtype, cfg.scheduler,
                                                cfg.safety_checker)
 
-    def run_chunk(self, root: str, chunk: int, real_rows: list[dict], shard_cfg: ShardConfig, run_id: str) -> dict:
+    def run_chunk(self, root: str, chunk: int, real_rows: list[dict], shard_cfg: ShardConfig, run_id: str,
+                  group: str | None = None) -> dict:
         start = time.perf_counter()
         outcomes = self.generate_rows(real_rows, run_id)
-        stats = write_chunk(Path(root), self.spec.group(), chunk, outcomes, shard_cfg, STAGE, run_id)
+        stats = write_chunk(Path(root), group or self.spec.group(), chunk, outcomes, shard_cfg, STAGE, run_id)
         stats["seconds"] = time.perf_counter() - start
         return stats
 
@@ -94,7 +95,7 @@ class TextToImageWorker:
             "steps": cfg.steps, "guidance": cfg.guidance, "seed": job["seed"], "prompt": job["prompt"],
             "negative_prompt": cfg.negative_prompt or None, "width": cfg.width, "height": cfg.height,
             "dtype": str(self.dtype).removeprefix("torch."), "device": self.device, "threads": self.threads,
-            "safety_checker": "on" if cfg.safety_checker else "off", "source_key": job["row"]["key"], **meta,
+            "safety_checker": "on" if cfg.safety_checker else "off", "source_key": job["row"].get("key"), **meta,
             **_versions(),
         }
 

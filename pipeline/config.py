@@ -77,6 +77,7 @@ class GenerateConfig:
     """Semantic task: text-to-image fakes prompted by the real images' captions."""
 
     pipelines: list = field(default_factory=list)  # hub ids or local paths of text-to-image pipelines
+    prompt_files: list[str] = field(default_factory=list)  # extra prompts, one a line (besides the captions)
     images_per_prompt: int = 1
     steps: int = 30
     guidance: float = 5.0

@@ -51,6 +51,7 @@ def stage_jobs(cfg: BuildConfig, stage: str) -> list[StageJob]:
         specs = [PipelineSpec.parse(s) for s in cfg.generate.pipelines]
         for s in specs:
             check_pipeline(s.model, s.revision)
+        prompt_chunks(cfg)  # a missing prompt file fails now, not after the other stages
         return [StageJob(stage, s, TextToImageWorker, cfg.generate) for s in specs]
     raise ValueError(f"not a model stage: {stage}")
 
@@ -70,29 +71,59 @@ def real_chunks(root: Path) -> dict[int, list[dict]]:
     return dict(sorted(out.items()))
 
 
+def prompt_chunks(cfg: BuildConfig) -> dict[int, list[dict]]:
+    """Prompts from the generate stage's prompt files, as rows shaped like real samples (split by prompt hash)."""
+    import hashlib
+
+    from .plan import assign_split
+    from .sources import InputError
+
+    rows = []
+    for path in cfg.generate.prompt_files:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"prompt file '{path}' does not exist; give a text file with one prompt a line")
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            sid = hashlib.sha256(f"prompt:{text}".encode()).hexdigest()[:16]
+            rows.append({"key": None, "source_id": sid, "group_id": sid, "split": assign_split(sid, cfg.split),
+                         "caption": text, "input_path": f"{p.resolve()}#{n}", "origin": "prompts"})
+    size = cfg.shards.samples_per_shard
+    return {i // size: rows[i:i + size] for i in range(0, len(rows), size)}
+
+
 def run_stage(root: Path, cfg: BuildConfig, run_id: str, stage: str, lazy, jobs: list[StageJob]) -> list[str]:
     """Run the stage's missing chunks; returns error messages of chunks that failed (they stay to-do)."""
     from tqdm import tqdm
 
-    reals = real_chunks(root)
+    sources = [("", real_chunks(root))]
+    if stage == "generate" and cfg.generate.prompt_files:
+        sources.append(("-prompts", prompt_chunks(cfg)))
     done = set(layout.done_markers(root))
     errors: list[str] = []
     for job in jobs:
-        group = job.spec.group()
-        todo = [k for k in reals if layout.chunk_name(group, k) not in done and reals[k]]
+        todo, calls = [], []
+        for suffix, chunks in sources:
+            group = job.spec.group() + suffix
+            for k, rows in chunks.items():
+                if rows and layout.chunk_name(group, k) not in done:
+                    todo.append((group, k, len(rows)))
+                    calls.append((str(root), k, rows, cfg.shards, run_id, group))
         if not todo:
             continue
-        calls = [(str(root), k, reals[k], cfg.shards, run_id) for k in todo]
-        bar = tqdm(total=sum(len(reals[k]) for k in todo), unit="img", desc=f"{stage} {job.spec.name}",
+        bar = tqdm(total=sum(n for _, _, n in todo), unit="img", desc=f"{stage} {job.spec.name}",
                    mininterval=1.0, file=sys.stderr, dynamic_ncols=True)
         try:
             for i, result in lazy.get().map_actors(job.worker, (job.spec, job.section), "run_chunk", calls,
                                                  cfg.runner.gpus_per_worker):
+                group, k, n = todo[i]
                 if isinstance(result, BaseException):
-                    errors.append(f"{stage} {job.spec.name} chunk {todo[i]}: {type(result).__name__}: {result}")
+                    errors.append(f"{layout.chunk_name(group, k)}: {type(result).__name__}: {result}")
                 else:
                     bar.set_postfix(failed=result["failures"], refresh=False)
-                bar.update(len(reals[todo[i]]))
+                bar.update(n)
         finally:
             bar.close()
     return errors

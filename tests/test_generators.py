@@ -55,8 +55,10 @@ def model_args(models):
 def built(models, tmp_path_factory):
     base = tmp_path_factory.mktemp("gen")
     out = base / "ds"
+    prompts = base / "prompts.txt"
+    prompts.write_text("# extra prompts\na red bicycle leaning on a wall\n\na bowl of soup\n")
     proc = run_aig("build-data", "-o", out, "--input-list", make_inputs(base), "--size", 64, "--executor", "local",
-                   *model_args(models))
+                   "--prompts", prompts, *model_args(models))
     return out, proc
 
 
@@ -65,7 +67,7 @@ def test_all_stages_report(built):
     assert "ingest: 6 inputs -> 6 samples, 0 failures" in proc.stdout
     assert "reconstruct: 12 samples, 0 failures" in proc.stdout
     assert "inpaint: 12 samples, 0 failures" in proc.stdout
-    assert "generate: 6 samples, 0 failures" in proc.stdout
+    assert "generate: 8 samples, 0 failures" in proc.stdout  # 6 captions + 2 prompts from the file
     assert "OK" in run_aig("verify", out).stdout
 
 
@@ -104,6 +106,7 @@ def test_provenance_is_complete(built):
             assert prov["latent"] == "sample" and prov["class"] == "AutoencoderKL" and prov["source_key"]
         if r["generator_kind"] == "text-to-image":
             assert r["prompt"] == prov["prompt"] and r["prompt"].startswith("a ")
+            assert prov["source_key"] or r["prompt"] in ("a red bicycle leaning on a wall", "a bowl of soup")
             for field in ("pipeline", "scheduler", "steps", "guidance", "width", "height", "safety_checker"):
                 assert prov[field] is not None
             assert prov["safety_checker"] == "off" and prov["pipeline"] == "StableDiffusionPipeline"
