@@ -98,3 +98,27 @@ def test_ray_executor_survives_a_dying_worker():
         assert dict(ex.map(ns["neg"], [(-5,)])) == {0: 5}  # still usable afterwards
     finally:
         ex.close()
+
+
+def test_autoencoder_tiny_loads_by_path_and_reconstructs(tmp_path):
+    import torch
+    from diffusers import AutoencoderTiny
+
+    from generators.autoencoder import crop_to_multiple, load_autoencoder, reconstruct
+
+    AutoencoderTiny(encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+                    num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1)).save_pretrained(tmp_path / "taesd")
+    ae = load_autoencoder(str(tmp_path / "taesd"), None, None, "cpu", torch.float32)
+    assert ae.class_name == "AutoencoderTiny" and not ae.has_posterior and ae.factor == 2
+    box = crop_to_multiple(33, 20, ae.factor)
+    assert box == (0, 0, 32, 20)
+    y = reconstruct(ae, torch.zeros(2, 3, 20, 32), [1, 2], "sample")
+    assert y.shape == (2, 3, 20, 32) and y.min() >= -1 and y.max() <= 1
+
+
+def test_generator_names_are_key_safe():
+    from generators.naming import generator_name
+
+    assert generator_name("stabilityai/stable-diffusion-2-1", "vae") == "stable_diffusion_2_1_vae"
+    assert generator_name("/models/sd-v1.5/") == "sd_v1_5"
+    assert generator_name("embedded") == "tinyvae"
