@@ -11,7 +11,8 @@ import random
 from pipeline.config import InpaintConfig
 
 from .diffusion import load_pipeline
-from .reconstruct import AutoencoderSpec, ReconstructWorker, _dtype, _versions
+from .devices import torch_setup, versions
+from .reconstruct import AutoencoderSpec, ReconstructWorker
 
 KIND = "inpaint"
 FACTOR = 8  # diffusers inpainting pipelines need sides that are multiples of 8
@@ -37,13 +38,7 @@ class InpaintWorker(ReconstructWorker):
     stage = "inpaint"
 
     def __init__(self, spec: AutoencoderSpec, cfg: InpaintConfig, threads: int = 1):
-        import torch
-
-        if not torch.cuda.is_available():
-            torch.set_num_threads(threads)
-        self.threads = torch.get_num_threads()
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.dtype = _dtype(cfg.dtype, self.device)
+        self.device, self.dtype, self.threads = torch_setup(cfg.dtype, threads)
         self.spec, self.cfg = spec, cfg
         self.pipe, commit = load_pipeline(spec.model, spec.revision, self.device, self.dtype, None, False)
         self.factor = FACTOR
@@ -71,5 +66,5 @@ class InpaintWorker(ReconstructWorker):
                                 "mask_box": rect, "prompt": prompt, "steps": self.cfg.steps,
                                 "strength": self.cfg.strength, "guidance": self.cfg.guidance,
                                 "dtype": str(self.dtype).removeprefix("torch."), "device": self.device,
-                                "threads": self.threads, **_versions()}))
+                                "threads": self.threads, **versions()}))
         return out

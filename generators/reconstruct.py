@@ -15,6 +15,7 @@ from pipeline.decode import encode_image
 
 from . import autoencoder as ae_mod
 from .batching import run_in_batches
+from .devices import torch_setup, versions
 from .naming import generator_name
 
 STAGE = "reconstruct"
@@ -59,13 +60,7 @@ class ReconstructWorker:
     stage = STAGE
 
     def __init__(self, spec: AutoencoderSpec, cfg: ReconstructConfig, threads: int = 1):
-        import torch
-
-        if not torch.cuda.is_available():
-            torch.set_num_threads(threads)  # recorded: CPU results can depend on the thread count
-        self.threads = torch.get_num_threads()
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.dtype = _dtype(cfg.dtype, self.device)
+        self.device, self.dtype, self.threads = torch_setup(cfg.dtype, threads)
         self.spec, self.cfg = spec, cfg
         self.ae = ae_mod.load_autoencoder(spec.model, spec.subfolder, spec.revision, self.device, self.dtype)
         self.factor = self.ae.factor
@@ -113,7 +108,7 @@ class ReconstructWorker:
         arrays = ((y + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
         common = {"batch": pair_ids, "tiled": tile, "oom_splits": splits, "latent": self.latent_mode(),
                   "dtype": str(self.dtype).removeprefix("torch."), "device": self.device, "threads": self.threads,
-                  **_versions()}
+                  **versions()}
         return [(Image.fromarray(a), {"seed": s, **common}) for a, s in zip(arrays, seeds)]
 
     def _pair_id(self, row: dict) -> str:
@@ -141,20 +136,6 @@ class ReconstructWorker:
                 seed=meta["seed"] if label == "fake" and meta["latent"] in ("sample", "diffusion") else None,
             ))
         return out
-
-
-def _dtype(name: str, device: str):
-    import torch
-
-    if name == "auto":
-        return torch.float16 if device == "cuda" else torch.float32
-    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
-
-
-def _versions() -> dict:
-    from importlib.metadata import version
-
-    return {"diffusers": version("diffusers"), "torch": version("torch")}
 
 
 def provenance_of(row: dict) -> dict:

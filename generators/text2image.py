@@ -13,7 +13,8 @@ from pipeline.decode import encode_image
 from .batching import run_in_batches
 from .diffusion import load_pipeline
 from .naming import generator_name
-from .reconstruct import _dtype, _versions, pair_seed
+from .devices import torch_setup, versions
+from .reconstruct import pair_seed
 
 STAGE = "generate"
 KIND = "text-to-image"
@@ -39,13 +40,7 @@ class TextToImageWorker:
     """Loads one diffusers pipeline once (per Ray actor); one image per (caption, index) with its own seed."""
 
     def __init__(self, spec: PipelineSpec, cfg: GenerateConfig, threads: int = 1):
-        import torch
-
-        if not torch.cuda.is_available():
-            torch.set_num_threads(threads)  # recorded: CPU results can depend on the thread count
-        self.threads = torch.get_num_threads()
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.dtype = _dtype(cfg.dtype, self.device)
+        self.device, self.dtype, self.threads = torch_setup(cfg.dtype, threads)
         self.spec, self.cfg = spec, cfg
         self.pipe, self.commit = load_pipeline(spec.model, spec.revision, self.device, self.dtype, cfg.scheduler,
                                                cfg.safety_checker)
@@ -96,7 +91,7 @@ class TextToImageWorker:
             "negative_prompt": cfg.negative_prompt or None, "width": cfg.width, "height": cfg.height,
             "dtype": str(self.dtype).removeprefix("torch."), "device": self.device, "threads": self.threads,
             "safety_checker": "on" if cfg.safety_checker else "off", "source_key": job["row"].get("key"), **meta,
-            **_versions(),
+            **versions(),
         }
 
     def _outcome(self, job: dict, img, meta: dict, run_id: str) -> Outcome:

@@ -40,6 +40,24 @@ def tar_digests(dataset: Path) -> dict[str, str]:
             for p in sorted((dataset / "shards").glob("**/*.tar"))}
 
 
+def start_and_kill(args: list, done_dir: Path, pattern: str, at_least: int) -> int:
+    """Start `aig ARGS` in its own session, kill -9 it once `at_least` done markers match; returns how many did."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([AIG, *map(str, args)], env=aig_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if done_dir.is_dir() and len(list(done_dir.glob(pattern))) >= at_least:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return len(list(done_dir.glob(pattern)))
+
+
 @pytest.fixture
 def aig():
     return run_aig

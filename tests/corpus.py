@@ -28,14 +28,10 @@ from PIL import Image, ImageChops, ImageFile
 
 GOOD = "ok"
 
-EMPTY_FILE = "empty_file"
-NOT_AN_IMAGE = "not_an_image"
-UNSUPPORTED_FORMAT = "unsupported_format"
-TRUNCATED = "truncated"
-DECODE_ERROR = "decode_error"
-ANIMATED = "animated"
-TOO_SMALL = "too_small"
-TOO_LARGE = "too_large"
+from pipeline.decode import (  # noqa: E402  (the reasons the ingest stage records)
+    ANIMATED, DECODE_ERROR, EMPTY_FILE, NOT_AN_IMAGE, TOO_LARGE, TOO_SMALL, TRUNCATED, UNSUPPORTED_FORMAT,
+)
+
 DUPLICATE = "duplicate"
 
 REASONS = (

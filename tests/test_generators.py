@@ -174,11 +174,7 @@ def test_oom_batches_are_split_and_recorded(models, tmp_path, monkeypatch):
 
 
 def test_resume_mid_generation(models, tmp_path):
-    import os
-    import signal
-    import subprocess
-
-    from conftest import AIG, aig_env
+    from conftest import start_and_kill
 
     make_images(tmp_path / "in", 24, size=(64, 64))
     args = ["build-data", "--input-dir", tmp_path / "in", "--samples-per-shard", 2, "--executor", "local",
@@ -186,18 +182,8 @@ def test_resume_mid_generation(models, tmp_path):
     clean = tmp_path / "clean"
     run_aig(*args, "-o", clean)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([AIG, *map(str, args), "-o", killed], env=aig_env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    done = killed / "manifest" / "done"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if done.is_dir() and len(list(done.glob("pixel-*.json"))) >= 2:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 2 <= len(list(done.glob("pixel-*.json"))) < 12
+    n_done = start_and_kill([*args, "-o", killed], killed / "manifest" / "done", "pixel-*.json", 2)
+    assert 2 <= n_done < 12
     run_aig(*args, "-o", killed)
     assert tar_digests(killed) == tar_digests(clean)
     assert "OK" in run_aig("verify", killed).stdout
