@@ -13,6 +13,9 @@ def torch_setup(dtype_name: str, threads: int):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         torch.set_num_threads(threads)
+    else:  # deterministic kernels, so `aig regenerate` gives the same bytes on the same GPU
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
     if dtype_name == "auto":
         dtype = torch.float16 if device == "cuda" else torch.float32
     else:
