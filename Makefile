@@ -31,7 +31,8 @@ test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/ingest.py --write-results
+	$(BIN)/python benchmarks/reconstruct.py --write-results
 
 clean:
 	rm -rf aig-data

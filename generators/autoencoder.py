@@ -41,15 +41,35 @@ class LoadedAutoencoder:
     sample_size: int  # the model's native resolution: larger images are encoded/decoded in tiles of this size
 
 
+def read_model_json(kind: str, model: str, filename: str, subfolder: str | None = None,
+                    revision: str | None = None) -> dict:
+    """One JSON file of a model (config.json, model_index.json) from a local folder or the hub.
+
+    Used to check a model in the driver: no torch or diffusers import, and a bad id fails in seconds.
+    """
+    import json
+
+    path = resolve_model(model)
+    try:
+        if os.path.isdir(path):
+            return json.loads(Path(path, subfolder or "", filename).read_text())
+        from huggingface_hub import hf_hub_download
+
+        local = Path(hf_hub_download(path, filename, subfolder=subfolder or None, revision=revision or None))
+        data = json.loads(local.read_text())
+        parts = local.parts  # the hub cache keeps files under snapshots/<commit hash>/
+        if "snapshots" in parts:
+            data["_commit_hash"] = parts[parts.index("snapshots") + 1]
+        return data
+    except Exception as e:  # missing file, unknown repo, no network, bad JSON: all mean "cannot load"
+        raise load_error(kind, model, e) from None
+
+
 def check_autoencoder(model: str, subfolder: str | None, revision: str | None) -> tuple[dict, type]:
-    """Read the config only (fast): returns it and the diffusers class that loads it."""
+    """The model's config and the diffusers class that loads it."""
     import diffusers
 
-    try:
-        config = diffusers.AutoencoderKL.load_config(resolve_model(model), subfolder=subfolder or None,
-                                                     revision=revision or None)
-    except Exception as e:  # OSError, EnvironmentError, HF errors: all mean "could not load"
-        raise load_error("autoencoder", model, e) from None
+    config = read_model_json("autoencoder", model, "config.json", subfolder, revision)
     class_name = config.get("_class_name", "AutoencoderKL")
     cls = getattr(diffusers, class_name, None)
     if cls is None or not hasattr(cls, "encode") or not hasattr(cls, "decode"):

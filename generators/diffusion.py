@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from .autoencoder import ModelLoadError, load_error
+from .autoencoder import ModelLoadError, load_error, read_model_json
 
 
 def check_pipeline(model: str, revision: str | None = None) -> dict:
     """Read the pipeline's model_index.json only: a bad id fails in seconds, before any worker starts."""
-    from diffusers import DiffusionPipeline
-
-    try:
-        return DiffusionPipeline.load_config(model, revision=revision or None)
-    except Exception as e:
-        raise load_error("pipeline", model, e) from None
+    return read_model_json("pipeline", model, "model_index.json", None, revision)
 
 
 def load_pipeline(model: str, revision: str | None, device: str, dtype, scheduler: str | None,

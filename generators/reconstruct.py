@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,8 +91,10 @@ class ReconstructWorker:
                 continue
             items.append((row, img.crop(box), box, pair_seed(self.cfg.seed, self._pair_id(row))))
         done = run_in_batches(items, self.cfg.batch_size, key=lambda it: it[1].size, fn=self._batch)
-        for (row, crop, box, _), (recon, meta) in zip(items, done):
-            outcomes += self._pair(row, crop, box, recon, meta, run_id)
+        # PNG encoding dominates once the model runs on a GPU: spread it over threads there (zlib drops the GIL).
+        with ThreadPoolExecutor(max_workers=8 if self.device == "cuda" else 1) as pool:
+            for pair in pool.map(lambda it: self._pair(it[0][0], it[0][1], it[0][2], *it[1], run_id), zip(items, done)):
+                outcomes += pair
         return outcomes
 
     def _batch(self, batch: list, splits: int) -> list:

@@ -28,12 +28,12 @@ class StageJob:
 def stage_jobs(cfg: BuildConfig, stage: str) -> list[StageJob]:
     """The models a stage runs, checked in the driver (fast failure for a bad id or path)."""
     if stage == "reconstruct":
-        from generators.autoencoder import check_autoencoder
+        from generators.autoencoder import read_model_json
         from generators.reconstruct import AutoencoderSpec, ReconstructWorker
 
         specs = [AutoencoderSpec.parse(s) for s in cfg.reconstruct.autoencoders]
         for s in specs:
-            check_autoencoder(s.model, s.subfolder, s.revision)
+            read_model_json("autoencoder", s.model, "config.json", s.subfolder, s.revision)
         return [StageJob(stage, s, ReconstructWorker, cfg.reconstruct) for s in specs]
     if stage == "inpaint":
         from generators.diffusion import check_pipeline
