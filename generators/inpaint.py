@@ -10,8 +10,8 @@ import random
 
 from pipeline.config import InpaintConfig
 
-from .diffusion import load_pipeline
 from .devices import torch_setup, versions
+from .diffusion import load_pipeline
 from .reconstruct import AutoencoderSpec, ReconstructWorker
 
 KIND = "inpaint"

@@ -34,7 +34,7 @@ class AutoencoderSpec:
     def parse(cls, spec: str | dict) -> AutoencoderSpec:
         """'MODEL', 'MODEL:SUBFOLDER', or a table {model, subfolder, revision, name}."""
         if isinstance(spec, str):
-            model, _, subfolder = spec.partition(":") if not spec.startswith(("/", ".")) or ":" in spec else (spec, "", "")
+            model, _, subfolder = spec.partition(":")
             spec = {"model": model, "subfolder": subfolder or None}
         model = spec["model"]
         return cls(spec.get("name") or generator_name(model, spec.get("subfolder")), model,

@@ -11,9 +11,9 @@ from pipeline.config import GenerateConfig, ShardConfig
 from pipeline.decode import encode_image
 
 from .batching import run_in_batches
+from .devices import torch_setup, versions
 from .diffusion import load_pipeline
 from .naming import generator_name
-from .devices import torch_setup, versions
 from .reconstruct import pair_seed
 
 STAGE = "generate"

@@ -46,9 +46,11 @@ class IngestConfig:
 class ReconstructConfig:
     """Pixel task: real/reconstruction pairs through diffusers autoencoders."""
 
-    autoencoders: list = field(default_factory=lambda: ["embedded"])  # "ID", "ID:SUBFOLDER" or {model, subfolder, revision, name}
+    # "ID", "ID:SUBFOLDER" or a table {model, subfolder, revision, name}
+    autoencoders: list = field(default_factory=lambda: ["embedded"])
     latent: str = "sample"  # sample (seeded per pair) | mode
-    pair_format: str = "png"  # png: both lossless | jpeg-matched: both at the real's own JPEG quality when it came as JPEG
+    # png: both lossless | jpeg-matched: both at the real's own JPEG quality when it came as JPEG
+    pair_format: str = "png"
     batch_size: int = 8
     dtype: str = "auto"  # auto: float16 on GPU, float32 on CPU
     tile_above: int = 1024  # tiled encode/decode for images with a side above this

@@ -7,7 +7,6 @@ import tarfile
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import run_aig, sql_rows, tar_digests
 
 

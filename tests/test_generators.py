@@ -6,15 +6,13 @@ import json
 import time
 
 import pytest
-
 from conftest import run_aig, sql_rows, tar_digests
 from corpus import make_images
 
 
 def save_tiny_vae(path):
-    from diffusers import AutoencoderKL
-
     import torch
+    from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
     AutoencoderKL(

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import run_aig, sql_rows
 from corpus import make_images
 
