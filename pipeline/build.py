@@ -98,13 +98,14 @@ def _next_chunk(root: Path, run_ids: set[str]) -> int:
 
 def _new_run(root: Path, cfg: BuildConfig, command: str, runs: list[dict]) -> tuple[dict, list[dict]]:
     run_id = f"run-{len(runs) + 1:04d}"
-    items = enumerate_inputs(cfg.inputs)
+    items = enumerate_inputs(cfg.inputs) if "ingest" in cfg.stages else []
     known = {r["input_path"] for r in read_table(root, "samples", ["input_path"])}
     known |= {r["input_path"] for r in read_table(root, "failures", ["input_path"])}
     fresh = [i for i in items if i.input_path not in known]
     if known and len(fresh) < len(items):
         log(f"{len(items) - len(fresh)} inputs are already in the dataset; appending {len(fresh)} new ones")
-    existing = {r["source_sha256"]: r["input_path"] for r in read_table(root, "samples", ["source_sha256", "input_path"])}
+    existing = {r["source_sha256"]: r["input_path"] for r in read_table(root, "samples", ["source_sha256", "input_path"])
+                if r["source_sha256"]}  # reals only: derived samples have no source bytes of their own
     t0 = time.perf_counter()
     hashes = hash_inputs(fresh)
     log(f"planned {len(fresh)} inputs in {time.perf_counter() - t0:.1f}s")
