@@ -147,7 +147,7 @@ class LazyExecutor:
         if self._ex is None:
             self._ex = make_executor(self.cfg)
             if self._ex.startup_s:
-                log(f"ray started in {self._ex.startup_s:.1f}s ({self._ex.address}, {self._ex.workers} CPUs)")
+                log(f"ray ready in {self._ex.startup_s:.1f}s ({self._ex.address}, {self._ex.workers} CPUs)")
         return self._ex
 
     @property
