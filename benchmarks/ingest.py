@@ -45,6 +45,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from timing import wrap_timed  # benchmarks/timing.py (scripts run with their folder on sys.path)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "RESULTS.md"
@@ -172,16 +174,7 @@ def _instrument(phases: dict) -> None:
     from pipeline import info, runner
 
     def wrap(owner, name, label):
-        fn = getattr(owner, name)
-
-        def timed(*a, **k):
-            t = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                phases[label] = phases.get(label, 0.0) + time.perf_counter() - t
-
-        setattr(owner, name, timed)
+        wrap_timed(phases, owner, name, label)
 
     make_executor = b.make_executor
 

@@ -60,6 +60,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from timing import wrap_timed  # benchmarks/timing.py (scripts run with their folder on sys.path)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "RESULTS.md"
@@ -285,16 +287,7 @@ def _instrument(phases: dict, local: bool) -> None:
     from pipeline import info, runner
 
     def wrap(owner, name, label):
-        fn = getattr(owner, name)
-
-        def timed(*a, **k):
-            t = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                phases[label] = phases.get(label, 0.0) + time.perf_counter() - t
-
-        setattr(owner, name, timed)
+        wrap_timed(phases, owner, name, label)
 
     wrap(b, "stage_jobs", DRIVER_PHASES[0])
     wrap(b, "_start_or_resume", DRIVER_PHASES[1])
@@ -765,16 +758,7 @@ def gpu_main(args) -> None:
         pipe_phases: dict[str, float] = {}
 
         def wrap(owner, name, label_):
-            fn = getattr(owner, name)
-
-            def timed(*a, **k):
-                t0 = time.perf_counter()
-                try:
-                    return fn(*a, **k)
-                finally:
-                    pipe_phases[label_] = pipe_phases.get(label_, 0.0) + time.perf_counter() - t0
-
-            setattr(owner, name, timed)
+            wrap_timed(pipe_phases, owner, name, label_)
 
         try:  # aig records library versions from package metadata; a diffusers carried as a bare folder has none
             from importlib.metadata import version
