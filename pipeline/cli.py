@@ -220,6 +220,11 @@ def regenerate(
         raise typer.Exit(1)
 
 
+from training.command import train as _train  # noqa: E402  (typer options only; training imports lazily)
+
+app.command("train")(_train)
+
+
 def main() -> None:
     app()
 
