@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import time
 from pathlib import Path
@@ -138,7 +139,7 @@ def run_pixel(cfg: PixelConfig, rank: int = 0, world: int = 1, local_rank: int =
             raise ConfigError(f"--resume: no checkpoint in {ckdir}; start without --resume")
         ms, osd, meta, rng = st.load_state(ckdir)
         old = {k: v for k, v in meta["config"].items() if k not in RESUME_IGNORED}
-        new = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_IGNORED}
+        new = {k: v for k, v in json.loads(json.dumps(cfg.to_dict())).items() if k not in RESUME_IGNORED}
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if changed:
             raise ConfigError(f"--resume with different settings than the checkpoint in {ckdir}: {', '.join(changed)}")
@@ -234,8 +235,6 @@ def run_pixel(cfg: PixelConfig, rank: int = 0, world: int = 1, local_rank: int =
 
 
 def meta_skipped(ckdir: Path) -> int:
-    import json
-
     return json.loads((ckdir / "state.json").read_text())["skipped"]
 
 
