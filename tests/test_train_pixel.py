@@ -79,17 +79,37 @@ def test_stream_reads_only_train_pairs_deterministically(pixel_dataset):
     assert halves[0] and halves[1] and not halves[0] & halves[1]
 
 
-def test_train_cli_exports_a_loadable_detector(pixel_dataset, tmp_path):
+def _corrupt_one_png(tar_path):
+    with tarfile.open(tar_path) as tf:
+        members = [(m, tf.extractfile(m).read()) for m in tf.getmembers()]
+    victim = next(m.name for m, _ in members if m.name.endswith("-recon.png"))
+    with tarfile.open(tar_path, "w", format=tarfile.USTAR_FORMAT) as tf:
+        for m, data in members:
+            if m.name == victim:
+                data = b"\x89PNG\r\n\x1a\n" + b"garbage" * 50
+                m.size = len(data)
+            tf.addfile(m, io.BytesIO(data))
+    return victim
+
+
+def test_train_cli_exports_a_detector_skipping_a_corrupt_member_never_reading_test(pixel_dataset, tmp_path):
     from training.checkpoint import load_pixel_model, score_images
 
+    ds = tmp_path / "ds"
+    shutil.copytree(pixel_dataset, ds)
+    (train_tar,) = [r["shard"] for r in sql_rows(ds, "select distinct shard from samples where task='pixel' and split='train'")]
+    _corrupt_one_png(ds / train_tar)
+    for r in sql_rows(ds, "select distinct shard from samples where split='test'"):
+        (ds / r["shard"]).write_bytes(b"not a tar")  # reading it would count more skips (or fail)
     out = tmp_path / "run"
-    proc = run_aig("train", "--branch", "pixel", "-d", pixel_dataset, "-o", out, "--max-steps", "3", *FAST)
+    proc = run_aig("train", "--branch", "pixel", "-d", ds, "-o", out, "--max-steps", "4", *FAST)
     summary = json.loads(proc.stdout)
-    assert summary["steps"] == 3 and summary["output"] == str(out / "final")
+    assert summary["steps"] == 4 and summary["output"] == str(out / "final")
+    assert summary["skipped"] == 1  # the corrupt member, counted once; the test split never opened
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in lines if "loss" in r] == [1, 2, 3]
+    assert [r["step"] for r in lines if "loss" in r] == [1, 2, 3, 4]
     assert all(r["lr"] > 0 and r["images_per_s"] > 0 for r in lines if "loss" in r)
-    assert "val_auroc" in lines[-1] and lines[-1]["val_pairs"] >= 1
+    assert lines[-2]["skipped"] == 1 and "val_auroc" in lines[-1] and lines[-1]["val_pairs"] >= 1
     cfg = json.loads((out / "final" / "config.json").read_text())
     assert cfg["model"] == "aig_tinycnn" and cfg["crop_size"] == 32 and cfg["augment"]["crop_size"] == 32
     assert cfg["dataset"]["run_ids"] == ["run-0001"] and cfg["dataset"]["calibration_pairs"]
@@ -105,15 +125,20 @@ def test_train_cli_exports_a_loadable_detector(pixel_dataset, tmp_path):
     from training.pixel_stream import read_pairs
     from training.shards import split_shards
 
-    val = evaluate_pairs(model, cfg2, list(read_pairs(split_shards(pixel_dataset, "pixel", "val"))), "cpu")
+    val = evaluate_pairs(model, cfg2, list(read_pairs(split_shards(ds, "pixel", "val"))), "cpu")
     assert val["auroc"] == cfg["val"]["auroc"] and val["balanced_accuracy"] == cfg["val"]["balanced_accuracy"]
 
 
 def test_resume_after_kill_equals_uninterrupted_run(pixel_dataset, tmp_path):
     from safetensors.torch import load_file
 
+    from training.cli import run_branch
+
     args = ["train", "-d", pixel_dataset, "--max-steps", "5", "--save-every", "1", "--loader-workers", "2", *FAST]
-    run_aig(*args, "-o", tmp_path / "a")
+    options = {"dataset": str(pixel_dataset), "output": str(tmp_path / "a"), "max_steps": 5, "save_every": 1,
+               "loader_workers": 2, "crop_size": 32, "batch_size": 4, "crops_per_pair": 2, "threads": 1,
+               "progress": False, "log_every": 1, "warmup_steps": 2}
+    run_branch("pixel", options)  # uninterrupted, in-process
     b = tmp_path / "b"
     start_and_kill([*args, "-o", b], b / "checkpoints" / "last", "state.json", 1)
     step = json.loads((b / "checkpoints" / "last" / "state.json").read_text())["step"]
@@ -125,45 +150,25 @@ def test_resume_after_kill_equals_uninterrupted_run(pixel_dataset, tmp_path):
     lb = [json.loads(x) for x in (b / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r.get("loss")) for r in la] == [(r["step"], r.get("loss")) for r in lb]
     # a resume with other settings is refused, naming them
-    bad = run_aig(*args, "-o", b, "--resume", "--lr", "0.1", check=False)
-    assert bad.returncode == 2 and "lr" in bad.stderr
+    from training.config import ConfigError
 
-
-def _corrupt_one_png(tar_path):
-    with tarfile.open(tar_path) as tf:
-        members = [(m, tf.extractfile(m).read()) for m in tf.getmembers()]
-    victim = next(m.name for m, _ in members if m.name.endswith("-recon.png"))
-    with tarfile.open(tar_path, "w", format=tarfile.USTAR_FORMAT) as tf:
-        for m, data in members:
-            if m.name == victim:
-                data = b"\x89PNG\r\n\x1a\n" + b"garbage" * 50
-                m.size = len(data)
-            tf.addfile(m, io.BytesIO(data))
-    return victim
-
-
-def test_corrupt_member_is_skipped_and_counted_and_test_split_never_read(pixel_dataset, tmp_path):
-    ds = tmp_path / "ds"
-    shutil.copytree(pixel_dataset, ds)
-    (train_tar,) = [r["shard"] for r in sql_rows(ds, "select distinct shard from samples where task='pixel' and split='train'")]
-    _corrupt_one_png(ds / train_tar)
-    for r in sql_rows(ds, "select distinct shard from samples where split='test'"):
-        (ds / r["shard"]).write_bytes(b"not a tar")  # reading it would count more skips (or fail)
-    proc = run_aig("train", "-d", ds, "-o", tmp_path / "run", "--max-steps", "6", "--calib-fraction", "0", *FAST)
-    summary = json.loads(proc.stdout)
-    assert summary["skipped"] == 1 and summary["steps"] == 6
-    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert lines[-2]["skipped"] == 1
+    with pytest.raises(ConfigError, match="different settings.*: lr"):
+        run_branch("pixel", {**options, "output": str(b), "resume": True, "lr": 0.1})
 
 
 def test_bad_inputs_fail_clearly(pixel_dataset, tmp_path):
+    from training.cli import run_branch
+
     p = run_aig("train", "-d", pixel_dataset, "-o", tmp_path / "r", "--model", "no_such_net", check=False)
     assert p.returncode == 2 and "unknown timm model 'no_such_net'" in p.stderr
-    p = run_aig("train", "-d", tmp_path / "nowhere", "-o", tmp_path / "r", check=False)
-    assert p.returncode == 2 and "build one with `aig build-data" in p.stderr
-    p = run_aig("train", "-d", pixel_dataset, "-o", tmp_path / "r", "--pretrained", tmp_path / "missing.safetensors", check=False)
-    assert p.returncode == 2 and "no such file or folder" in p.stderr
-    p = run_aig("train", "-d", pixel_dataset, "-o", tmp_path / "r", "--merge", check=False)
-    assert p.returncode == 2 and "--merge" in p.stderr and "semantic" in p.stderr
-    p = run_aig("train", "-d", pixel_dataset, "-o", tmp_path / "r", "--resume", check=False)
-    assert p.returncode == 2 and "no checkpoint" in p.stderr
+    cases = [({"dataset": str(tmp_path / "nowhere")}, "build one with `aig build-data"),
+             ({"pretrained": str(tmp_path / "missing.safetensors")}, "no such file or folder"),
+             ({"merge": True}, "--merge apply to --branch semantic only"),
+             ({"resume": True}, "no checkpoint in"),
+             ({"jpeg_quality": [90, 10]}, "jpeg_quality must be a range"),
+             ({"loader_workers": 50}, "cannot feed 1 rank(s) x 50 loader worker(s)")]
+    for extra, message in cases:
+        with pytest.raises(ValueError) as e:
+            run_branch("pixel", {"dataset": str(pixel_dataset), "output": str(tmp_path / "r"), **extra})
+        assert message in str(e.value)
+    assert not (tmp_path / "r" / "final").exists()
