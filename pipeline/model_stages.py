@@ -61,14 +61,31 @@ def real_chunks(root: Path) -> dict[int, list[dict]]:
     import pyarrow.parquet as pq
 
     out = {}
+    captions = generated_captions(root)
     for name in layout.done_markers(root):
         group, _, number = name.rpartition("-")
         if group == REAL_GROUP:
             rows = pq.read_table(layout.table_file(root, "samples", name)).to_pylist()
             for r in rows:
                 r["chunk"] = int(number)
+                if not r.get("caption") and r["key"] in captions:
+                    r["caption"] = captions[r["key"]]  # written by `aig label-semantic --caption`
             out[int(number)] = rows
     return dict(sorted(out.items()))
+
+
+def generated_captions(root: Path) -> dict[str, str]:
+    """Captions from `aig label-semantic --caption` (finished chunks only), by sample key (several annotators:
+    the last chunk in name order wins)."""
+    import pyarrow.parquet as pq
+
+    done = set(layout.done_markers(root))
+    out: dict[str, str] = {}
+    for path in sorted(layout.table_dir(root, "captions").glob("*.parquet")):
+        if path.stem in done:
+            for r in pq.read_table(path, columns=["key", "caption"]).to_pylist():
+                out[r["key"]] = r["caption"]
+    return out
 
 
 def prompt_chunks(cfg: BuildConfig) -> dict[int, list[dict]]:
