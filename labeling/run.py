@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import layout
+from pipeline.model_stages import CAPTION_GROUP_PREFIX
 
 from .worker import CAPTION_STAGE, STAGE, LabelJob, LabelWorker
 
@@ -44,7 +45,7 @@ def slug(text: str) -> str:
 
 def group_name(job: LabelJob) -> str:
     model = job.backend.model.rstrip("/").split("/")[-1] if job.backend.kind == "transformers" else job.backend.model
-    prefix = "captions" if job.task == "caption" else "sft"
+    prefix = CAPTION_GROUP_PREFIX.rstrip("-") if job.task == "caption" else "sft"
     return f"{prefix}-{slug(job.backend.kind[:2] + '_' + model)}-{slug(job.prompt_version)}"
 
 
