@@ -123,7 +123,7 @@ def _print_summary(root: Path) -> None:
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="SQL over the views samples, failures, runs, shards.")],
+    query: Annotated[str, typer.Argument(help="SQL over the views samples, failures, runs, shards, semantic_labels, semantic_inconsistencies, captions.")],
     dataset: DatasetArg = Path(DEFAULT_OUTPUT),
     format: Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet.")] = "table",
     output: Annotated[Optional[Path], typer.Option("--output", help="Write to this file (required for parquet).")] = None,
