@@ -75,27 +75,55 @@ def _texts(processor, messages: list) -> tuple[str, str]:
     return full, prompt
 
 
-def sft_batch(processor, records: list[Record], max_length: int):
-    """Processor inputs for the full conversations, plus `labels` = input ids on answer tokens, -100 elsewhere."""
+def encode(processor, img, prompt: str, answer: str) -> dict:
+    """One record: the processor's prompt encoding (with the image) followed by the answer's tokens, encoded on
+    their own exactly as generation would continue after the prompt; `labels` = -100 on the prompt."""
     import torch
 
-    images = [scrambled_image(r) for r in records]
-    fulls, prompts = zip(*(_texts(processor, r.messages) for r in records))
-    inputs = processor(text=list(fulls), images=images, return_tensors="pt", padding=True)
-    prompt_lens = [int(processor(text=[p], images=[im], return_tensors="pt")["attention_mask"].sum())
-                   for p, im in zip(prompts, images)]
-    labels = torch.full_like(inputs["input_ids"], -100)
-    for row, plen in enumerate(prompt_lens):
-        pos = inputs["attention_mask"][row].nonzero().flatten()
-        answer = pos[plen:]
-        if len(answer) == 0:
-            raise ValueError(f"record {records[row].key}: no answer tokens")
-        labels[row, answer] = inputs["input_ids"][row, answer]
-    if inputs["input_ids"].shape[1] > max_length:
-        raise ValueError(f"a record has {inputs['input_ids'].shape[1]} tokens, more than --max-length {max_length}; "
-                         "raise --max-length (truncating would cut the answer or the image tokens)")
-    inputs["labels"] = labels
-    return inputs
+    enc = processor(text=[prompt], images=[img], return_tensors="pt")
+    ans = torch.tensor(processor.tokenizer(answer, add_special_tokens=False)["input_ids"], dtype=torch.long)
+    n = enc["input_ids"].shape[1]
+    out = {}
+    for k, v in enc.items():
+        if k == "input_ids":
+            out[k] = torch.cat([v[0], ans])
+        elif hasattr(v, "shape") and v.dim() == 2 and v.shape == (1, n):  # attention mask, token types
+            fill = 1 if k == "attention_mask" else 0
+            out[k] = torch.cat([v[0], torch.full((len(ans),), fill, dtype=v.dtype)])
+        else:
+            out[k] = v
+    out["labels"] = torch.cat([torch.full((n,), -100, dtype=torch.long), ans])
+    return out
+
+
+def collate(items: list[dict], pad_id: int) -> dict:
+    """Right-pad the sequence fields; concatenate the image fields along dim 0."""
+    import torch
+
+    width = max(len(it["input_ids"]) for it in items)
+    out = {}
+    for k in items[0]:
+        if items[0][k].dim() == 1:
+            fill = {"input_ids": pad_id, "labels": -100}.get(k, 0)
+            out[k] = torch.stack([torch.cat([it[k], torch.full((width - len(it[k]),), fill, dtype=it[k].dtype)])
+                                  for it in items])
+        else:
+            out[k] = torch.cat([it[k] for it in items])
+    return out
+
+
+def sft_batch(processor, records: list[Record], max_length: int):
+    """Model inputs for the full conversations, with `labels` on the answer tokens only (-100 elsewhere)."""
+    items = []
+    for r in records:
+        full, prompt = _texts(processor, r.messages)
+        it = encode(processor, scrambled_image(r), prompt, full[len(prompt):])
+        if len(it["input_ids"]) > max_length:
+            raise ValueError(f"record {r.key} has {len(it['input_ids'])} tokens, more than --max-length {max_length}; "
+                             "raise --max-length (truncating would cut the answer or the image tokens)")
+        items.append(it)
+    pad = processor.tokenizer.pad_token_id
+    return collate(items, pad if pad is not None else 0)
 
 
 def verdict_scores(model, processor, records: list[Record], device) -> list[float]:
@@ -112,8 +140,9 @@ def verdict_scores(model, processor, records: list[Record], device) -> list[floa
             lp = {}
             ids = {}
             for word in ("fake", "real"):
-                enc = processor(text=[prompt + prefix + word], images=[img], return_tensors="pt")
-                ids[word] = enc
+                enc = encode(processor, img, prompt, prefix + word)
+                enc.pop("labels")
+                ids[word] = {k: (v[None] if v.dim() == 1 else v) for k, v in enc.items()}
             a, b = ids["fake"]["input_ids"][0], ids["real"]["input_ids"][0]
             common = 0
             while common < min(len(a), len(b)) and a[common] == b[common]:
