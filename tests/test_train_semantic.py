@@ -107,3 +107,15 @@ def test_semantic_resume_after_kill_equals_uninterrupted_run(sft, tmp_path):
     wa = load_file(str(tmp_path / "a" / "adapter" / "adapter_model.safetensors"))
     wb = load_file(str(b / "adapter" / "adapter_model.safetensors"))
     assert wa.keys() == wb.keys() and all(bool((wa[k] == wb[k]).all()) for k in wa)
+
+
+@pytest.mark.slow
+def test_semantic_on_ray_train_two_cpu_workers(sft, tmp_path):
+    out = tmp_path / "ray"
+    proc = run_aig("train", "--branch", "semantic", "-d", sft["ds"], "-o", out, "--model", sft["vlm"],
+                   "--num-workers", "2", "--max-steps", "2", "--batch-size", "2", "--log-every", "1")
+    summary = json.loads(proc.stdout)
+    assert summary["steps"] == 2 and (out / "adapter" / "adapter_model.safetensors").is_file()
+    from safetensors.torch import load_file
+
+    assert {"rng.torch.0", "rng.torch.1"} <= set(load_file(str(out / "checkpoints" / "last" / "state.safetensors")))
