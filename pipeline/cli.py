@@ -84,8 +84,9 @@ def build_data(
     if split:
         try:
             fractions = [float(v) for v in split.split(",")]
-            assert len(fractions) == 3
-        except (ValueError, AssertionError):
+        except ValueError:
+            fractions = []
+        if len(fractions) != 3:
             fail(f"--split takes three fractions 'TRAIN,VAL,TEST', got {split!r}")
         overrides.update(zip(("split.train", "split.val", "split.test"), fractions))
     try:

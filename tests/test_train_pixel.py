@@ -20,7 +20,9 @@ FAST = ["--crop-size", "32", "--batch-size", "4", "--crops-per-pair", "2", "--th
 @pytest.fixture(scope="module")
 def pixel_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("pixds") / "ds"
-    run_aig("build-data", "-o", out, "--stages", "ingest,reconstruct", "--size", "128", "--executor", "local")
+    # the demo's split: 7 train photos (6 pairs, the stereo pair counted apart), 1 val, 4 test
+    run_aig("build-data", "-o", out, "--stages", "ingest,reconstruct", "--size", "128", "--executor", "local",
+            "--split", "0.5,0.04,0.46")
     return out
 
 
@@ -61,6 +63,9 @@ def test_stream_reads_only_train_pairs_deterministically(pixel_dataset):
     from training.pixel_stream import StreamSpec, batches
     from training.shards import split_shards
 
+    counts = sql_rows(pixel_dataset, "select split, count(distinct pair_id) as n from samples where task='pixel' "
+                                     "group by all order by all")
+    assert counts == [{"split": "test", "n": 4}, {"split": "train", "n": 7}, {"split": "val", "n": 1}]  # --split
     shards = split_shards(pixel_dataset, "pixel", "train")
     assert shards and all("/train/" in s for s in shards)
     train = {r["pair_id"] for r in sql_rows(pixel_dataset, "select pair_id from samples where task='pixel' and split='train'")}
@@ -168,6 +173,8 @@ def test_bad_inputs_fail_clearly(pixel_dataset, tmp_path):
 
     p = run_aig("train", "-d", pixel_dataset, "-o", tmp_path / "r", "--model", "no_such_net", check=False)
     assert p.returncode == 2 and "unknown timm model 'no_such_net'" in p.stderr
+    p = run_aig("build-data", "-o", tmp_path / "x", "--split", "0.5,0.5", check=False)
+    assert p.returncode == 2 and "--split takes three fractions" in p.stderr and not (tmp_path / "x").exists()
     cases = [({"dataset": str(tmp_path / "nowhere")}, "build one with `aig build-data"),
              ({"pretrained": str(tmp_path / "missing.safetensors")}, "no such file or folder"),
              ({"merge": True}, "--merge apply to --branch semantic only"),

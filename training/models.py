@@ -20,8 +20,6 @@ def _register_tiny() -> None:
     global _REGISTERED
     if _REGISTERED:
         return
-    import timm
-    import torch
     from timm.models import register_model
     from torch import nn
 
@@ -64,7 +62,6 @@ def _register_tiny() -> None:
             raise ModelError("aig_tinycnn has no published weights; pass --pretrained PATH to a .safetensors file")
         return model
 
-    _ = (timm, torch)
     _REGISTERED = True
 
 
