@@ -1,0 +1,121 @@
+"""The two branches at inference: the pixel checkpoint (probabilities) and the VLM (verdict + named inconsistencies)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class BranchError(RuntimeError):
+    """A branch cannot be loaded; the message names the path and what to do."""
+
+
+class PixelBranch:
+    """A pixel-artifact checkpoint written by `aig train-pixel` (training.checkpoint)."""
+
+    def __init__(self, path: str | Path, batch_size: int = 16):
+        try:
+            from training.checkpoint import load_pixel_model
+        except ImportError as e:
+            raise BranchError(f"the pixel branch needs training.checkpoint (issue 5): {e}") from None
+        path = Path(path)
+        if not path.exists():
+            raise BranchError(f"pixel checkpoint '{path}' does not exist: train one with `aig train-pixel` "
+                              f"or pass --pixel PATH")
+        try:
+            self.model, self.cfg = load_pixel_model(path)
+        except Exception as e:
+            raise BranchError(f"cannot load the pixel checkpoint '{path}': {type(e).__name__}: {e}") from None
+        self.path, self.batch_size = str(path), batch_size
+
+    def score(self, images: list) -> list[float]:
+        from training.checkpoint import score_images
+
+        out: list[float] = []
+        for i in range(0, len(images), self.batch_size):
+            out += [float(p) for p in score_images(self.model, self.cfg, images[i:i + self.batch_size])]
+        return out
+
+
+@dataclass
+class SemanticAnswer:
+    verdict: str | None
+    status: str
+    inconsistencies: list[dict] = field(default_factory=list)
+    text: str = ""
+
+    @property
+    def says_fake(self) -> bool:
+        return self.verdict == "fake"
+
+
+def _base_of_adapter(adapter: Path) -> str:
+    cfg = adapter / "adapter_config.json"
+    if not cfg.is_file():
+        raise BranchError(f"'{adapter}' is not a peft adapter folder (no adapter_config.json)")
+    base = json.loads(cfg.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise BranchError(f"adapter '{adapter}' does not name its base model: pass --semantic-model")
+    return base
+
+
+class SemanticBranch:
+    """A chat VLM (AutoModelForImageTextToText), optionally with a LoRA adapter, asked labeling.records.QUESTION."""
+
+    def __init__(self, model: str | None, adapter: str | None = None, batch_size: int = 4,
+                 max_new_tokens: int = 256):
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        from generators.devices import torch_setup
+
+        if adapter and not Path(adapter).is_dir():
+            raise BranchError(f"semantic adapter '{adapter}' is not a folder: pass the adapter directory "
+                              f"written by `aig train-semantic`")
+        model = model or _base_of_adapter(Path(adapter))
+        self.model_id, self.adapter = model, adapter
+        self.device, self.dtype, _ = torch_setup("auto", max(1, min(4, os.cpu_count() or 1)))
+        try:
+            own = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
+            proc_src = adapter if adapter and any((Path(adapter) / f).is_file() for f in own) else model
+            self.processor = AutoProcessor.from_pretrained(proc_src)
+            net = AutoModelForImageTextToText.from_pretrained(model, dtype=self.dtype)
+        except (OSError, ValueError) as e:
+            raise BranchError(f"cannot load the VLM '{model}': {e}") from None
+        if adapter:
+            from peft import PeftModel
+
+            try:
+                net = PeftModel.from_pretrained(net, adapter)
+            except Exception as e:
+                raise BranchError(f"cannot load the adapter '{adapter}' onto '{model}': {e}") from None
+        self.model = net.to(self.device).eval()
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.tokenizer.padding_side = "left"
+        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        torch.manual_seed(0)
+
+    def ask(self, images: list) -> list[SemanticAnswer]:
+        from labeling.records import QUESTION, parse_answer
+
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            for text in self._generate(images[i:i + self.batch_size], QUESTION):
+                p = parse_answer(text)
+                out.append(SemanticAnswer(p.verdict, p.status, p.inconsistencies, text))
+        return out
+
+    def _generate(self, images: list, question: str) -> list[str]:
+        import torch
+
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        inputs = self.processor(images=images, text=[prompt] * len(images), return_tensors="pt", padding=True)
+        inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
+                  for k, v in inputs.items()}
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      pad_token_id=self.tokenizer.pad_token_id)
+        return self.processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
