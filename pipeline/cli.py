@@ -288,6 +288,11 @@ def report(
     run(dataset, output, pairs, threshold)
 
 
+from training.command import train as _train  # noqa: E402  (typer options only; training imports lazily)
+
+app.command("train")(_train)
+
+
 def main() -> None:
     app()
 
