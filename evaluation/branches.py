@@ -8,6 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def default_threads() -> int:
+    """CPU threads for inference: half the cores, at most 4 (more oversubscribes a shared machine badly)."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+def set_threads(n: int | None) -> int:
+    import torch
+
+    torch.set_num_threads(n or default_threads())
+    return torch.get_num_threads()
+
+
 class BranchError(RuntimeError):
     """A branch cannot be loaded; the message names the path and what to do."""
 
@@ -28,7 +40,11 @@ class PixelBranch:
             self.model, self.cfg = load_pixel_model(path)
         except Exception as e:
             raise BranchError(f"cannot load the pixel checkpoint '{path}': {type(e).__name__}: {e}") from None
+        import torch
+
+        self.model = self.model.to("cuda" if torch.cuda.is_available() else "cpu")
         self.path, self.batch_size = str(path), batch_size
+        self.threshold = self.cfg.get("threshold")  # calibrated on held-back train pairs, when training did
 
     def score(self, images: list) -> list[float]:
         from training.checkpoint import score_images
@@ -76,7 +92,7 @@ class SemanticBranch:
                               f"written by `aig train-semantic`")
         model = model or _base_of_adapter(Path(adapter))
         self.model_id, self.adapter = model, adapter
-        self.device, self.dtype, _ = torch_setup("auto", max(1, min(4, os.cpu_count() or 1)))
+        self.device, self.dtype, _ = torch_setup("auto", torch.get_num_threads())
         try:
             own = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
             proc_src = adapter if adapter and any((Path(adapter) / f).is_file() for f in own) else model

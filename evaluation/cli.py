@@ -17,19 +17,23 @@ def _fail(msg: str, code: int = 2):
 
 
 def evaluate(dataset: Path, split: str, benchmarks: list[str], pixel: str | None, semantic_model: str | None,
-             semantic_adapter: str | None, tau: float, fusion: str, weight: float, sweep: bool,
-             perturb: list[str], batch_size: int, max_new_tokens: int) -> None:
+             semantic_adapter: str | None, tau: str, fusion: str, weight: float, sweep: bool,
+             perturb: list[str], batch_size: int, max_new_tokens: int, threads: int | None = None) -> None:
     from .branches import BranchError
-    from .evaluate import EvalError, EvalOptions, run_evaluation
+    from .evaluate import EvalError, EvalOptions, parse_tau, run_evaluation
     from .robustness import SWEEP
 
     perts = ["none"] + (list(SWEEP) if sweep else []) + [p for p in perturb if p not in SWEEP or not sweep]
-    opts = EvalOptions(tau=tau, fusion=fusion, weight=weight, perturbations=list(dict.fromkeys(perts)))
+    try:
+        tau_value = parse_tau(tau)
+    except EvalError as e:
+        _fail(str(e))
+    opts = EvalOptions(tau=tau_value, fusion=fusion, weight=weight, perturbations=list(dict.fromkeys(perts)))
     try:
         rep = run_evaluation(dataset, split=None if split == "none" else split, benchmarks=benchmarks,
                              pixel_path=pixel, semantic_model=semantic_model, semantic_adapter=semantic_adapter,
                              opts=opts, command=" ".join(["aig", *sys.argv[1:]]), batch_size=batch_size,
-                             max_new_tokens=max_new_tokens, log=lambda m: typer.echo(m, err=True))
+                             max_new_tokens=max_new_tokens, threads=threads, log=lambda m: typer.echo(m, err=True))
     except (EvalError, BranchError) as e:
         _fail(str(e))
     typer.echo(rep.markdown)
@@ -54,13 +58,13 @@ def _expand(paths: list[Path]) -> list[Path]:
 
 
 def predict(paths: list[Path], pixel: str | None, semantic_model: str | None, semantic_adapter: str | None,
-            tau: float, fusion: str, weight: float, as_json: bool, max_new_tokens: int) -> None:
-    from .branches import BranchError, PixelBranch, SemanticBranch
+            tau: str, fusion: str, weight: float, as_json: bool, max_new_tokens: int, threads: int | None = None) -> None:
+    from .branches import BranchError, PixelBranch, SemanticBranch, set_threads
     from .dataset_io import open_path
-    from .evaluate import EvalError, EvalOptions, fuse_row
+    from .evaluate import EvalError, EvalOptions, fuse_row, parse_tau, resolve_tau
 
-    opts = EvalOptions(tau=tau, fusion=fusion, weight=weight)
     try:
+        opts = EvalOptions(tau=parse_tau(tau), fusion=fusion, weight=weight)
         opts.check()
     except EvalError as e:
         _fail(str(e))
@@ -69,10 +73,12 @@ def predict(paths: list[Path], pixel: str | None, semantic_model: str | None, se
     files = _expand(paths)
     if not files:
         _fail("no images found in the given paths")
+    set_threads(threads)
     try:
         pix = PixelBranch(pixel) if pixel else None
         sem = SemanticBranch(semantic_model, semantic_adapter, max_new_tokens=max_new_tokens) if (semantic_model or semantic_adapter) else None
-    except BranchError as e:
+        resolve_tau(opts, pix)
+    except (BranchError, EvalError) as e:
         _fail(str(e))
     results, bad = [], 0
     for f in files:

@@ -34,9 +34,19 @@ class EvalItem:
     row: dict | None = None  # manifest row (dataset items)
 
 
+def parse_tau(text: str) -> float | None:
+    """A number, or 'calibrated' (None): the pixel checkpoint's own threshold."""
+    if str(text).strip().lower() == "calibrated":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise EvalError(f"--tau {text!r} is neither a number nor 'calibrated'") from None
+
+
 @dataclass
 class EvalOptions:
-    tau: float = 0.5
+    tau: float | None = 0.5  # None: the pixel checkpoint's calibrated threshold
     fusion: str = "or"
     weight: float = 0.5
     perturbations: list[str] = field(default_factory=lambda: ["none"])
@@ -44,7 +54,7 @@ class EvalOptions:
     def check(self) -> None:
         if self.fusion not in FUSIONS:
             raise EvalError(f"--fusion {self.fusion!r} unknown; use {' or '.join(FUSIONS)}")
-        if not 0.0 <= self.tau < 1.0:
+        if self.tau is not None and not 0.0 <= self.tau < 1.0:
             raise EvalError(f"--tau {self.tau} must be in [0, 1)")
         if not 0.0 <= self.weight <= 1.0:
             raise EvalError(f"--weight {self.weight} must be in [0, 1]")
@@ -175,7 +185,8 @@ def groups(rows: list[dict]) -> list[tuple[str, str, list[dict]]]:
 
 def result_rows(score_rows: list[dict], detectors: list[str], tau: float) -> list[dict]:
     out = []
-    keys = sorted({(r["perturbation"], r["benchmark"]) for r in score_rows}, key=lambda k: (k[0] != "none", k))
+    order = {p: i for i, p in enumerate(dict.fromkeys(r["perturbation"] for r in score_rows))}
+    keys = sorted({(r["perturbation"], r["benchmark"]) for r in score_rows}, key=lambda k: (order[k[0]], k[1]))
     for pert, bench in keys:
         rows = [r for r in score_rows if r["perturbation"] == pert and r["benchmark"] == bench and r["status"] == "ok"]
         for kind, name, rs in groups(rows):
@@ -208,8 +219,9 @@ def next_eval_id(root: Path) -> str:
 
 def run_evaluation(root: Path, *, split: str | None, benchmarks: list[str], pixel_path: str | None,
                    semantic_model: str | None, semantic_adapter: str | None, opts: EvalOptions,
-                   command: str = "", batch_size: int = 16, max_new_tokens: int = 256, log=print) -> EvalReport:
-    from .branches import PixelBranch, SemanticBranch
+                   command: str = "", batch_size: int = 16, max_new_tokens: int = 256, threads: int | None = None,
+                   log=print) -> EvalReport:
+    from .branches import PixelBranch, SemanticBranch, set_threads
 
     opts.check()
     if not (pixel_path or semantic_model or semantic_adapter):
@@ -226,7 +238,9 @@ def run_evaluation(root: Path, *, split: str | None, benchmarks: list[str], pixe
         except CatalogError as e:
             raise EvalError(f"{e} (or pass --split none with --benchmark to evaluate folders only)") from None
     t0 = time.time()
+    threads = set_threads(threads)
     pixel = PixelBranch(pixel_path, batch_size) if pixel_path else None
+    resolve_tau(opts, pixel)
     semantic = (SemanticBranch(semantic_model, semantic_adapter, max(1, batch_size // 4), max_new_tokens)
                 if (semantic_model or semantic_adapter) else None)
     detectors = [d for d, on in (("pixel", pixel), ("semantic", semantic), ("fused", pixel and semantic)) if on]
@@ -253,13 +267,20 @@ def run_evaluation(root: Path, *, split: str | None, benchmarks: list[str], pixe
     (folder / "results.md").write_text(markdown)
     run = {"eval_id": eval_id, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
            "config": json.dumps({**asdict(opts), "split": split, "benchmarks": benchmarks, "detectors": detectors,
-                                 "batch_size": batch_size, "max_new_tokens": max_new_tokens,
+                                 "batch_size": batch_size, "max_new_tokens": max_new_tokens, "threads": threads,
                                  "pixel_config": getattr(pixel, "cfg", None)}, default=str, sort_keys=True),
            "pixel_checkpoint": pixel_path, "semantic_model": getattr(semantic, "model_id", None),
            "semantic_adapter": semantic_adapter, "n_images": len(items), "n_unreadable": len(unreadable),
            "seconds": time.time() - t0}
     write_tables(root, eval_id, run, score_rows, results)
     return EvalReport(eval_id, folder, score_rows, results, unreadable, unlabelled, markdown, plots)
+
+
+def resolve_tau(opts: EvalOptions, pixel) -> None:
+    if opts.tau is None:
+        if pixel is None or pixel.threshold is None:
+            raise EvalError("--tau calibrated needs a pixel checkpoint whose config.json has a 'threshold'")
+        opts.tau = float(pixel.threshold)
 
 
 def fmt_pct(v) -> str:

@@ -224,9 +224,10 @@ def regenerate(
 PixelOpt = Annotated[Optional[str], typer.Option("--pixel", help="Pixel-branch checkpoint (aig train-pixel).")]
 SemModelOpt = Annotated[Optional[str], typer.Option("--semantic-model", help="Semantic-branch VLM: hub id or path (base model).")]
 SemAdapterOpt = Annotated[Optional[str], typer.Option("--semantic-adapter", help="LoRA adapter folder for the VLM (aig train-semantic).")]
-TauOpt = Annotated[float, typer.Option("--tau", help="Pixel threshold: fake if P(fake) > tau.")]
+TauOpt = Annotated[str, typer.Option("--tau", help="Pixel threshold: fake if P(fake) > tau; 'calibrated' = the checkpoint's own.")]
 FusionOpt = Annotated[str, typer.Option("--fusion", help="or (fake if pixel > tau OR the VLM says fake) or mean (score-level).")]
 WeightOpt = Annotated[float, typer.Option("--weight", help="mean fusion: weight of the pixel score.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for inference [default: half the cores, at most 4].")]
 
 
 @app.command()
@@ -235,31 +236,33 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Dataset split to score, or none (benchmarks only).")] = "test",
     benchmark: Annotated[Optional[list[str]], typer.Option("--benchmark", "-b", help="[NAME=]folder (0_real/1_fake, real/fake, nature/ai) or CSV/Parquet path,label[,generator]. Repeatable.")] = None,
     pixel: PixelOpt = None, semantic_model: SemModelOpt = None, semantic_adapter: SemAdapterOpt = None,
-    tau: TauOpt = 0.5, fusion: FusionOpt = "or", weight: WeightOpt = 0.5,
+    tau: TauOpt = "0.5", fusion: FusionOpt = "or", weight: WeightOpt = 0.5,
     sweep: Annotated[bool, typer.Option("--sweep", help="Robustness sweep: JPEG 95/75/50, resize 0.5x/2x, centre crop 0.75.")] = False,
     perturb: Annotated[Optional[list[str]], typer.Option("--perturb", help="Extra post-processing: jpegQ, resizeF, cropF. Repeatable.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per pixel batch (VLM: a quarter).")] = 16,
     max_new_tokens: Annotated[int, typer.Option(help="VLM answer length limit.")] = 256,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Score a dataset's test split and/or benchmarks: each branch, fused; tables, plots, Parquet in the catalog."""
     from evaluation.cli import evaluate as run
 
     run(dataset, split, benchmark or [], pixel, semantic_model, semantic_adapter, tau, fusion, weight, sweep,
-        perturb or [], batch_size, max_new_tokens)
+        perturb or [], batch_size, max_new_tokens, threads)
 
 
 @app.command()
 def predict(
     paths: Annotated[list[Path], typer.Argument(help="Images or folders.")],
     pixel: PixelOpt = None, semantic_model: SemModelOpt = None, semantic_adapter: SemAdapterOpt = None,
-    tau: TauOpt = 0.5, fusion: FusionOpt = "or", weight: WeightOpt = 0.5,
+    tau: TauOpt = "0.5", fusion: FusionOpt = "or", weight: WeightOpt = 0.5,
     json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
     max_new_tokens: Annotated[int, typer.Option(help="VLM answer length limit.")] = 256,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Per image: verdict, both branch scores, which branch fired, the VLM's named inconsistencies."""
     from evaluation.cli import predict as run
 
-    run(paths, pixel, semantic_model, semantic_adapter, tau, fusion, weight, json_out, max_new_tokens)
+    run(paths, pixel, semantic_model, semantic_adapter, tau, fusion, weight, json_out, max_new_tokens, threads)
 
 
 @app.command()

@@ -135,9 +135,9 @@ def test_evaluate_fused_sweep_and_benchmark(pairs, models, bench):
         assert f"| {det} |" in out and f"| {det} @ jpeg50 |" in out
     assert "broken.jpg" in out and "1 unreadable image(s) excluded" in proc.stderr
     runs = sql_rows(pairs, "select * from eval_runs")
-    assert len(runs) == 1 and runs[0]["n_unreadable"] == 1 and runs[0]["n_images"] == 8 + 6
+    assert len(runs) == 1 and runs[0]["n_unreadable"] == 1 and runs[0]["n_images"] == 12 + 6  # 4 reals, 4 pairs; 6 files
     scores = sql_rows(pairs, "select * from eval_scores")
-    assert len(scores) == 14 * 7
+    assert len(scores) == 18 * 7
     assert {s["perturbation"] for s in scores} == {"none", "jpeg95", "jpeg75", "jpeg50", "resize0.5", "resize2", "crop0.75"}
     bad = [s for s in scores if s["status"] != "ok"]
     assert len(bad) == 7 and all(s["item"].endswith("broken.jpg") and s["pixel_prob"] is None for s in bad)
