@@ -117,22 +117,14 @@ def write_plots(folder: Path, score_rows: list[dict], detectors: list[str]) -> l
 
 def write_tables(root: Path, eval_id: str, run: dict, score_rows: list[dict], results: list[dict]) -> None:
     """Parquet under manifest/eval_* (one file per evaluation), then refresh the catalog views."""
-    import pyarrow as pa
-
     from manifests.catalog import refresh_catalog
+    from manifests.schema import parquet_bytes, to_table
     from pipeline.shards import atomic_write
 
     from .tables import EVAL_RESULTS, EVAL_RUNS, EVAL_SCORES
 
-    types = {"string": pa.string(), "int64": pa.int64(), "int32": pa.int32(), "double": pa.float64()}
-
-    def table(columns, rows):
-        return pa.table({n: pa.array([r.get(n) for r in rows], types[t]) for n, t in columns})
-
-    from manifests.schema import parquet_bytes
-
     for name, columns, rows in (("eval_scores", EVAL_SCORES, score_rows), ("eval_results", EVAL_RESULTS, results),
                                 ("eval_runs", EVAL_RUNS, [run])):
         rows = [{**r, "eval_id": eval_id} for r in rows]
-        atomic_write(root / "manifest" / name / f"{eval_id}.parquet", parquet_bytes(table(columns, rows)))
+        atomic_write(root / "manifest" / name / f"{eval_id}.parquet", parquet_bytes(to_table(columns, rows)))
     refresh_catalog(root)

@@ -59,6 +59,7 @@ def build_tiny_llava(path: str | Path, seed: int = 0) -> Path:
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_select_strategy="default",
         pad_token_id=tokenizer.pad_token_id,
     )
+    config.aig_stand_in = True  # `aig label-semantic` says so in its output
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
