@@ -67,6 +67,18 @@ class SemanticAnswer:
         return self.verdict == "fake"
 
 
+def answer_schema() -> dict:
+    """The JSON the semantic branch was trained to answer (labeling.records.answer_text)."""
+    from labeling.schema import CATEGORIES, MAX_DESCRIPTION, MAX_INCONSISTENCIES
+
+    item = {"type": "object", "additionalProperties": False, "required": ["category", "description"],
+            "properties": {"category": {"enum": list(CATEGORIES)},
+                           "description": {"type": "string", "maxLength": MAX_DESCRIPTION}}}
+    return {"type": "object", "additionalProperties": False, "required": ["verdict", "inconsistencies"],
+            "properties": {"verdict": {"enum": ["real", "fake"]},
+                           "inconsistencies": {"type": "array", "maxItems": MAX_INCONSISTENCIES, "items": item}}}
+
+
 def _base_of_adapter(adapter: Path) -> str:
     cfg = adapter / "adapter_config.json"
     if not cfg.is_file():
@@ -81,7 +93,7 @@ class SemanticBranch:
     """A chat VLM (AutoModelForImageTextToText), optionally with a LoRA adapter, asked labeling.records.QUESTION."""
 
     def __init__(self, model: str | None, adapter: str | None = None, batch_size: int = 4,
-                 max_new_tokens: int = 256):
+                 max_new_tokens: int = 256, constrained: bool = True):
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -110,7 +122,10 @@ class SemanticBranch:
         self.model = net.to(self.device).eval()
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.tokenizer.padding_side = "left"
-        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        self.batch_size, self.max_new_tokens, self.constrained = batch_size, max_new_tokens, constrained
+        gen = self.model.generation_config
+        eos = gen.eos_token_id if gen.eos_token_id is not None else self.tokenizer.eos_token_id
+        self.eos = eos[0] if isinstance(eos, list) else eos
         torch.manual_seed(0)
 
     def ask(self, images: list) -> list[SemanticAnswer]:
@@ -131,7 +146,16 @@ class SemanticBranch:
         inputs = self.processor(images=images, text=[prompt] * len(images), return_tensors="pt", padding=True)
         inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
                   for k, v in inputs.items()}
+        kwargs = {}
+        if self.constrained:  # llguidance: the answer always parses (labeling.constrained)
+            from transformers import LogitsProcessorList
+
+            from labeling.constrained import JsonSchemaLogitsProcessor
+
+            vocab = self.model.get_output_embeddings().weight.shape[0]
+            kwargs["logits_processor"] = LogitsProcessorList([JsonSchemaLogitsProcessor(
+                self.tokenizer, answer_schema(), len(images), vocab, self.eos)])
         with torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      pad_token_id=self.tokenizer.pad_token_id)
+                                      pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos, **kwargs)
         return self.processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)

@@ -18,7 +18,8 @@ def _fail(msg: str, code: int = 2):
 
 def evaluate(dataset: Path, split: str, benchmarks: list[str], pixel: str | None, semantic_model: str | None,
              semantic_adapter: str | None, tau: str, fusion: str, weight: float, sweep: bool,
-             perturb: list[str], batch_size: int, max_new_tokens: int, threads: int | None = None) -> None:
+             perturb: list[str], batch_size: int, max_new_tokens: int, threads: int | None = None,
+             constrained: bool = True) -> None:
     from .branches import BranchError
     from .evaluate import EvalError, EvalOptions, parse_tau, run_evaluation
     from .robustness import SWEEP
@@ -33,7 +34,7 @@ def evaluate(dataset: Path, split: str, benchmarks: list[str], pixel: str | None
         rep = run_evaluation(dataset, split=None if split == "none" else split, benchmarks=benchmarks,
                              pixel_path=pixel, semantic_model=semantic_model, semantic_adapter=semantic_adapter,
                              opts=opts, command=" ".join(["aig", *sys.argv[1:]]), batch_size=batch_size,
-                             max_new_tokens=max_new_tokens, threads=threads, log=lambda m: typer.echo(m, err=True))
+                             max_new_tokens=max_new_tokens, threads=threads, constrained=constrained, log=lambda m: typer.echo(m, err=True))
     except (EvalError, BranchError) as e:
         _fail(str(e))
     typer.echo(rep.markdown)
@@ -58,7 +59,8 @@ def _expand(paths: list[Path]) -> list[Path]:
 
 
 def predict(paths: list[Path], pixel: str | None, semantic_model: str | None, semantic_adapter: str | None,
-            tau: str, fusion: str, weight: float, as_json: bool, max_new_tokens: int, threads: int | None = None) -> None:
+            tau: str, fusion: str, weight: float, as_json: bool, max_new_tokens: int, threads: int | None = None,
+            constrained: bool = True) -> None:
     from .branches import BranchError, PixelBranch, SemanticBranch, set_threads
     from .dataset_io import open_path
     from .evaluate import EvalError, EvalOptions, fuse_row, parse_tau, resolve_tau
@@ -76,7 +78,8 @@ def predict(paths: list[Path], pixel: str | None, semantic_model: str | None, se
     set_threads(threads)
     try:
         pix = PixelBranch(pixel) if pixel else None
-        sem = SemanticBranch(semantic_model, semantic_adapter, max_new_tokens=max_new_tokens) if (semantic_model or semantic_adapter) else None
+        sem = SemanticBranch(semantic_model, semantic_adapter, max_new_tokens=max_new_tokens,
+                                                          constrained=constrained) if (semantic_model or semantic_adapter) else None
         resolve_tau(opts, pix)
     except (BranchError, EvalError) as e:
         _fail(str(e))

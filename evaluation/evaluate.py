@@ -220,7 +220,7 @@ def next_eval_id(root: Path) -> str:
 def run_evaluation(root: Path, *, split: str | None, benchmarks: list[str], pixel_path: str | None,
                    semantic_model: str | None, semantic_adapter: str | None, opts: EvalOptions,
                    command: str = "", batch_size: int = 16, max_new_tokens: int = 256, threads: int | None = None,
-                   log=print) -> EvalReport:
+                   constrained: bool = True, log=print) -> EvalReport:
     from .branches import PixelBranch, SemanticBranch, set_threads
 
     opts.check()
@@ -241,7 +241,7 @@ def run_evaluation(root: Path, *, split: str | None, benchmarks: list[str], pixe
     threads = set_threads(threads)
     pixel = PixelBranch(pixel_path, batch_size) if pixel_path else None
     resolve_tau(opts, pixel)
-    semantic = (SemanticBranch(semantic_model, semantic_adapter, max(1, batch_size // 4), max_new_tokens)
+    semantic = (SemanticBranch(semantic_model, semantic_adapter, max(1, batch_size // 4), max_new_tokens, constrained)
                 if (semantic_model or semantic_adapter) else None)
     detectors = [d for d, on in (("pixel", pixel), ("semantic", semantic), ("fused", pixel and semantic)) if on]
     score_rows, unreadable = [], []
@@ -267,7 +267,7 @@ def run_evaluation(root: Path, *, split: str | None, benchmarks: list[str], pixe
     (folder / "results.md").write_text(markdown)
     run = {"eval_id": eval_id, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
            "config": json.dumps({**asdict(opts), "split": split, "benchmarks": benchmarks, "detectors": detectors,
-                                 "batch_size": batch_size, "max_new_tokens": max_new_tokens, "threads": threads,
+                                 "batch_size": batch_size, "max_new_tokens": max_new_tokens, "threads": threads, "constrained": constrained,
                                  "pixel_config": getattr(pixel, "cfg", None)}, default=str, sort_keys=True),
            "pixel_checkpoint": pixel_path, "semantic_model": getattr(semantic, "model_id", None),
            "semantic_adapter": semantic_adapter, "n_images": len(items), "n_unreadable": len(unreadable),

@@ -128,7 +128,7 @@ def test_audit_catches_jpeg_reals_vs_png_fakes(tmp_path):
 
 def test_evaluate_fused_sweep_and_benchmark(pairs, models, bench):
     proc = run_aig("evaluate", "-d", pairs, "--pixel", models["pixel"], "--semantic-model", models["vlm"],
-                   "--max-new-tokens", 12, "--sweep", "--benchmark", f"wildrf={bench}")
+                   "--max-new-tokens", 24, "--sweep", "--benchmark", f"wildrf={bench}")
     out = proc.stdout
     assert "## Balanced accuracy" in out and "| detector | ds:test | wildrf | mean |" in out
     for det in ("pixel", "semantic", "fused"):
@@ -179,7 +179,7 @@ def test_evaluate_bad_input_is_named(pairs, models, tmp_path):
 def test_predict_json(models, bench):
     real = sorted((bench / "test" / "reddit" / "real").glob("img_*"))[0]
     proc = run_aig("predict", real, bench / "test" / "x", "--pixel", models["pixel"], "--semantic-model", models["vlm"],
-                   "--max-new-tokens", 12, "--json")
+                   "--max-new-tokens", 24, "--json")
     out = json.loads(proc.stdout)
     assert [r["path"] for r in out] == [str(real), str(next((bench / "test" / "x" / "1_fake").iterdir()))]
     for r in out:
