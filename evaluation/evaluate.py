@@ -176,7 +176,7 @@ def groups(rows: list[dict]) -> list[tuple[str, str, list[dict]]]:
         for g in gens:
             out.append(("generator", g, with_reals([r for r in rows if r["label"] == "fake" and r["generator"] == g],
                                                    "generator", g)))
-    subsets = sorted({r["subset"] for r in rows if r.get("subset")})
+    subsets = sorted({r["subset"] for r in rows if r.get("subset") and r["label"] == "fake"})
     for s in subsets:
         fakes = [r for r in rows if r["label"] == "fake" and r.get("subset") == s]
         out.append(("subset", s, with_reals(fakes, "subset", s)))

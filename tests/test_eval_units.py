@@ -115,3 +115,23 @@ def test_audit_flags_only_predictive_attributes():
     assert {(s["task"], s["label"]) for s in res.summary} == {("semantic", "fake"), ("semantic", "real")}
     assert one_feature_auroc([1, 2, 3, 4], [1, 1, 0, 0], False) == 1.0  # direction-free
     assert one_feature_auroc(["a", "a", "a", "a"], [1, 0, 1, 0], True) == 0.5
+
+
+def test_sweep_perturbations():
+    from PIL import Image
+
+    from evaluation.robustness import SWEEP, apply, check
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))
+    sizes = {name: apply(img, name).size for name in SWEEP}
+    assert sizes == {"jpeg95": (60, 40), "jpeg75": (60, 40), "jpeg50": (60, 40), "resize0.5": (30, 20),
+                     "resize2": (120, 80), "crop0.75": (45, 30)}
+    err = {q: np.abs(np.asarray(apply(img, f"jpeg{q}"), float) - np.asarray(img, float)).mean() for q in (95, 75, 50)}
+    assert 0 < err[95] < err[75] < err[50]  # stronger compression, larger error
+    crop = np.asarray(apply(img, "crop0.75"))
+    assert (crop == np.asarray(img)[5:35, 7:52]).all()  # the centre, untouched
+    assert apply(img, "none") is img
+    for bad in ("jpeg0", "jpeg101", "resize0", "crop1.5", "blur3"):
+        with pytest.raises(ValueError):
+            check(bad)

@@ -178,19 +178,21 @@ def test_evaluate_bad_input_is_named(pairs, models, tmp_path):
 
 def test_predict_json(models, bench):
     real = sorted((bench / "test" / "reddit" / "real").glob("img_*"))[0]
-    proc = run_aig("predict", real, bench / "test" / "x", "--pixel", models["pixel"], "--semantic-model", models["vlm"],
-                   "--max-new-tokens", 24, "--json")
+    broken = bench / "test" / "reddit" / "real" / "broken.jpg"
+    proc = run_aig("predict", real, bench / "test" / "x", broken, "--pixel", models["pixel"],
+                   "--semantic-model", models["vlm"], "--max-new-tokens", 24, "--json", check=False)
+    assert proc.returncode == 1 and "1 of 3 image(s) could not be read" in proc.stderr
     out = json.loads(proc.stdout)
-    assert [r["path"] for r in out] == [str(real), str(next((bench / "test" / "x" / "1_fake").iterdir()))]
-    for r in out:
+    assert [r["path"] for r in out] == [str(real), str(next((bench / "test" / "x" / "1_fake").iterdir())), str(broken)]
+    for r in out[:2]:
         assert r["verdict"] in ("real", "fake") and 0 <= r["pixel_prob"] <= 1 and r["error"] is None
+        assert r["semantic_verdict"] in ("real", "fake") and r["semantic_text"].startswith('{"verdict":')
         assert r["fired"] in ("pixel", "semantic", "both", "none") and isinstance(r["inconsistencies"], list)
-        assert (r["verdict"] == "fake") == (r["fired"] != "none") and "semantic_text" in r
+        assert (r["verdict"] == "fake") == (r["fired"] != "none")
+        assert r["verdict"] == ("fake" if r["pixel_prob"] > 0.5 or r["semantic_verdict"] == "fake" else "real")
+    assert out[2]["error"].startswith("unreadable") and out[2]["verdict"] is None
     text = run_aig("predict", real, "--pixel", models["pixel"], "--tau", 0.0).stdout
     assert text.startswith(f"{real}: FAKE  pixel ") and "fired: pixel" in text
-    broken = run_aig("predict", bench / "test" / "reddit" / "real" / "broken.jpg", "--pixel", models["pixel"], "--json",
-                     check=False)
-    assert broken.returncode == 1 and json.loads(broken.stdout)[0]["error"].startswith("unreadable")
 
 
 def chromium():
