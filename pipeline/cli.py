@@ -39,6 +39,7 @@ def build_data(
     samples_per_shard: Annotated[Optional[int], typer.Option(help="Inputs per chunk and max samples per tar.")] = None,
     max_shard_bytes: Annotated[Optional[int], typer.Option(help="Max bytes per tar.")] = None,
     split_seed: Annotated[Optional[str], typer.Option(help="Seed of the hash that assigns splits.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split fractions 'TRAIN,VAL,TEST' (default 0.8,0.1,0.1).")] = None,
     autoencoder: Annotated[Optional[list[str]], typer.Option(help="Reconstruct stage: diffusers autoencoder, hub id or local path, optional ':SUBFOLDER' (e.g. stabilityai/stable-diffusion-2-1:vae). Repeatable [default: embedded].")] = None,
     latent: Annotated[Optional[str], typer.Option(help="Reconstruct stage: sample (seeded per pair) or mode.")] = None,
     pair_format: Annotated[Optional[str], typer.Option(help="Pixel pairs stored as png (lossless) or jpeg-matched (the real's own JPEG quality).")] = None,
@@ -80,6 +81,13 @@ def build_data(
         "generate.negative_prompt": negative_prompt, "generate.scheduler": scheduler,
         "reconstruct.batch_size": batch_size, "inpaint.batch_size": batch_size, "generate.batch_size": batch_size,
     }
+    if split:
+        try:
+            fractions = [float(v) for v in split.split(",")]
+            assert len(fractions) == 3
+        except (ValueError, AssertionError):
+            fail(f"--split takes three fractions 'TRAIN,VAL,TEST', got {split!r}")
+        overrides.update(zip(("split.train", "split.val", "split.test"), fractions))
     try:
         cfg = load_config(config, overrides)
     except ConfigError as e:
@@ -292,11 +300,6 @@ def report(
     run(dataset, output, pairs, threshold)
 
 
-from training.command import train as _train  # noqa: E402  (typer options only; training imports lazily)
-
-app.command("train")(_train)
-
-
 @app.command("label-semantic")
 def label_semantic(
     dataset: DatasetArg = Path(DEFAULT_OUTPUT),
@@ -334,6 +337,11 @@ def label_semantic(
     from labeling.cli import run_label_semantic
 
     run_label_semantic(fail, locals(), " ".join(["aig", *sys.argv[1:]]))
+
+
+from training.command import train as _train  # noqa: E402  (typer options only; training imports lazily)
+
+app.command("train")(_train)
 
 
 def main() -> None:

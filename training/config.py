@@ -80,3 +80,8 @@ class PixelConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        if self.pretrained not in (None, "", "none", "hub"):
+            from pathlib import Path
+
+            if not Path(self.pretrained).exists():
+                raise ConfigError(f"--pretrained {self.pretrained!r}: no such file or folder (use a path, 'hub' or 'none')")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import time
 from pathlib import Path
@@ -97,6 +98,17 @@ def run_pixel(cfg: PixelConfig, rank: int = 0, world: int = 1, local_rank: int =
 
     cfg.validate()
     root, out = Path(cfg.dataset), Path(cfg.output)
+    ckdir = out / "checkpoints" / "last"
+    meta = None
+    if cfg.resume:  # checked first: a refused resume costs nothing
+        if not (ckdir / "state.json").is_file():
+            raise ConfigError(f"--resume: no checkpoint in {ckdir}; start without --resume")
+        old = {k: v for k, v in json.loads((ckdir / "state.json").read_text())["config"].items() if k not in RESUME_IGNORED}
+        new = {k: v for k, v in json.loads(json.dumps(cfg.to_dict())).items() if k not in RESUME_IGNORED}
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if changed:
+            raise ConfigError(f"--resume with different settings than the checkpoint in {ckdir}: {', '.join(changed)}")
+        ms, osd, meta, rng = st.load_state(ckdir)
     train_shards = split_shards(root, "pixel", "train")
     train_pairs = _pair_ids(root, "train")
     if not train_shards or not train_pairs:
@@ -131,17 +143,8 @@ def run_pixel(cfg: PixelConfig, rank: int = 0, world: int = 1, local_rank: int =
     amp_dtype = {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
 
-    ckdir = out / "checkpoints" / "last"
     start, positions, skipped = 0, {}, 0
-    if cfg.resume:
-        if not (ckdir / "state.json").is_file():
-            raise ConfigError(f"--resume: no checkpoint in {ckdir}; start without --resume")
-        ms, osd, meta, rng = st.load_state(ckdir)
-        old = {k: v for k, v in meta["config"].items() if k not in RESUME_IGNORED}
-        new = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_IGNORED}
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        if changed:
-            raise ConfigError(f"--resume with different settings than the checkpoint in {ckdir}: {', '.join(changed)}")
+    if meta is not None:
         model.load_state_dict(ms)
         opt.load_state_dict(osd)
         if meta.get("scaler"):
@@ -234,8 +237,6 @@ def run_pixel(cfg: PixelConfig, rank: int = 0, world: int = 1, local_rank: int =
 
 
 def meta_skipped(ckdir: Path) -> int:
-    import json
-
     return json.loads((ckdir / "state.json").read_text())["skipped"]
 
 
