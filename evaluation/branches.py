@@ -61,6 +61,7 @@ class SemanticAnswer:
     status: str
     inconsistencies: list[dict] = field(default_factory=list)
     text: str = ""
+    prob_fake: float | None = None  # P(fake) from the verdict word's likelihood (ranking score)
 
     @property
     def says_fake(self) -> bool:
@@ -93,7 +94,7 @@ class SemanticBranch:
     """A chat VLM (AutoModelForImageTextToText), optionally with a LoRA adapter, asked labeling.records.QUESTION."""
 
     def __init__(self, model: str | None, adapter: str | None = None, batch_size: int = 4,
-                 max_new_tokens: int = 256, constrained: bool = True):
+                 max_new_tokens: int = 256, constrained: bool = False):
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -133,16 +134,51 @@ class SemanticBranch:
 
         out = []
         for i in range(0, len(images), self.batch_size):
-            for text in self._generate(images[i:i + self.batch_size], QUESTION):
+            batch = images[i:i + self.batch_size]
+            probs = self.verdict_probs(batch, QUESTION)
+            for text, prob in zip(self._generate(batch, QUESTION), probs):
                 p = parse_answer(text)
-                out.append(SemanticAnswer(p.verdict, p.status, p.inconsistencies, text))
+                out.append(SemanticAnswer(p.verdict, p.status, p.inconsistencies, text, prob))
         return out
+
+    def _prompt(self, question: str) -> str:
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+
+    def verdict_probs(self, images: list, question: str) -> list[float]:
+        """sigmoid(log P('fake') - log P('real')) as the answer's verdict word, after `{"verdict": "`
+        (the format of labeling.records.answer_text), so the branch has a ranking score for AP/AUROC."""
+        import torch
+
+        prompt = self._prompt(question)
+        enc = self.processor(images=images, text=[prompt] * len(images), return_tensors="pt", padding=True)
+        n = enc["input_ids"].shape[1]
+        answers = {w: self.tokenizer('{"verdict": "' + w, add_special_tokens=False)["input_ids"] for w in ("fake", "real")}
+        a, b = answers["fake"], answers["real"]
+        common = 0
+        while common < min(len(a), len(b)) and a[common] == b[common]:
+            common += 1
+        logp = {}
+        for word, ans in answers.items():
+            ids = torch.tensor(ans, dtype=torch.long).expand(len(images), -1)
+            inputs = {}
+            for k, v in enc.items():
+                if k == "input_ids":
+                    v = torch.cat([v, ids], 1)
+                elif torch.is_tensor(v) and v.dim() == 2 and v.shape == (len(images), n):  # masks, token types
+                    v = torch.cat([v, torch.full((len(images), len(ans)), int(k == "attention_mask"), dtype=v.dtype)], 1)
+                inputs[k] = v.to(self.device, self.dtype) if torch.is_tensor(v) and v.is_floating_point() else (
+                    v.to(self.device) if torch.is_tensor(v) else v)
+            with torch.inference_mode():
+                lp = self.model(**inputs).logits.float().log_softmax(-1)
+            tgt = inputs["input_ids"]
+            logp[word] = sum(lp[:, n + j - 1].gather(1, tgt[:, n + j, None])[:, 0] for j in range(common, len(ans)))
+        return torch.sigmoid(logp["fake"] - logp["real"]).cpu().tolist()
 
     def _generate(self, images: list, question: str) -> list[str]:
         import torch
 
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        prompt = self._prompt(question)
         inputs = self.processor(images=images, text=[prompt] * len(images), return_tensors="pt", padding=True)
         inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
                   for k, v in inputs.items()}

@@ -19,7 +19,7 @@ def _fail(msg: str, code: int = 2):
 def evaluate(dataset: Path, split: str, benchmarks: list[str], pixel: str | None, semantic_model: str | None,
              semantic_adapter: str | None, tau: str, fusion: str, weight: float, sweep: bool,
              perturb: list[str], batch_size: int, max_new_tokens: int, threads: int | None = None,
-             constrained: bool = True) -> None:
+             constrained: bool = False) -> None:
     from .branches import BranchError
     from .evaluate import EvalError, EvalOptions, parse_tau, run_evaluation
     from .robustness import SWEEP
@@ -60,7 +60,7 @@ def _expand(paths: list[Path]) -> list[Path]:
 
 def predict(paths: list[Path], pixel: str | None, semantic_model: str | None, semantic_adapter: str | None,
             tau: str, fusion: str, weight: float, as_json: bool, max_new_tokens: int, threads: int | None = None,
-            constrained: bool = True) -> None:
+            constrained: bool = False) -> None:
     from .branches import BranchError, PixelBranch, SemanticBranch, set_threads
     from .dataset_io import open_path
     from .evaluate import EvalError, EvalOptions, fuse_row, parse_tau, resolve_tau
@@ -93,11 +93,11 @@ def predict(paths: list[Path], pixel: str | None, semantic_model: str | None, se
         else:
             p = pix.score([img])[0] if pix else None
             s = sem.ask([img])[0] if sem else None
-            fused = fuse_row(p, s.says_fake if s else None, opts)
+            fused = fuse_row(p, s.says_fake if s else None, opts, s.prob_fake if s else None)
             rec.update(verdict=fused["fused_pred"], pixel_prob=p, fired=fused["fired"],
                        fused_score=fused.get("fused_score"))
             if s:
-                rec.update(semantic_verdict=s.verdict, semantic_status=s.status, inconsistencies=s.inconsistencies,
+                rec.update(semantic_verdict=s.verdict, semantic_prob=s.prob_fake, semantic_status=s.status, inconsistencies=s.inconsistencies,
                            semantic_text=s.text)
         results.append(rec)
     if as_json:
@@ -111,7 +111,7 @@ def predict(paths: list[Path], pixel: str | None, semantic_model: str | None, se
             if r["pixel_prob"] is not None:
                 parts.append(f"pixel {r['pixel_prob']:.3f}")
             if sem:
-                parts.append(f"semantic {r['semantic_verdict'] or 'unreadable answer'}")
+                parts.append(f"semantic {r['semantic_verdict'] or 'unreadable answer'} (P(fake) {r['semantic_prob']:.3f})")
             parts.append(f"fired: {r['fired']}")
             typer.echo("  ".join(parts))
             for inc in r["inconsistencies"]:

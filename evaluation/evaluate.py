@@ -125,14 +125,16 @@ def score_batch(items: list[EvalItem], images: list, statuses: list[str | None],
             p, s = by_index[i]
             row["pixel_prob"] = p
             if s is not None:
-                row.update(semantic_verdict=s.verdict, semantic_status=s.status, semantic_score=float(s.says_fake),
+                row.update(semantic_verdict=s.verdict, semantic_status=s.status, semantic_score=s.prob_fake,
                            inconsistencies=json.dumps(s.inconsistencies, ensure_ascii=False), semantic_text=s.text)
-            row.update(fuse_row(p, s.says_fake if s is not None else None, opts))
+            row.update(fuse_row(p, s.says_fake if s is not None else None, opts,
+                                s.prob_fake if s is not None else None))
         rows.append(row)
     return rows
 
 
-def fuse_row(pixel_prob: float | None, vlm_fake: bool | None, opts: EvalOptions) -> dict:
+def fuse_row(pixel_prob: float | None, vlm_fake: bool | None, opts: EvalOptions, vlm_prob: float | None = None) -> dict:
+    """Fused verdict of one image; OR uses the VLM's verdict, mean fusion its verdict-word probability."""
     if pixel_prob is None and vlm_fake is None:
         return {}
     if pixel_prob is None:
@@ -143,7 +145,8 @@ def fuse_row(pixel_prob: float | None, vlm_fake: bool | None, opts: EvalOptions)
     if opts.fusion == "or":
         score, pred = or_fusion([pixel_prob], [vlm_fake], opts.tau)
     else:
-        score, pred = mean_fusion([pixel_prob], [float(vlm_fake)], opts.weight, opts.tau)
+        score, pred = mean_fusion([pixel_prob], [vlm_prob if vlm_prob is not None else float(vlm_fake)],
+                                  opts.weight, opts.tau)
     return {"fused_score": float(score[0]), "fused_pred": "fake" if pred[0] else "real",
             "fired": fired(pixel_prob > opts.tau, vlm_fake)}
 
@@ -220,7 +223,7 @@ def next_eval_id(root: Path) -> str:
 def run_evaluation(root: Path, *, split: str | None, benchmarks: list[str], pixel_path: str | None,
                    semantic_model: str | None, semantic_adapter: str | None, opts: EvalOptions,
                    command: str = "", batch_size: int = 16, max_new_tokens: int = 256, threads: int | None = None,
-                   constrained: bool = True, log=print) -> EvalReport:
+                   constrained: bool = False, log=print) -> EvalReport:
     from .branches import PixelBranch, SemanticBranch, set_threads
 
     opts.check()

@@ -27,7 +27,7 @@ EVAL_SCORES = (  # one row per image and perturbation
     ("pixel_prob", "double"),
     ("semantic_verdict", "string"),  # real | fake | null (answer not readable: counted as real)
     ("semantic_status", "string"),  # ok | repaired | invalid
-    ("semantic_score", "double"),  # 1 fake, 0 otherwise
+    ("semantic_score", "double"),  # P(fake) from the likelihood of the verdict word (ranking score)
     ("inconsistencies", "string"),  # JSON list named by the VLM
     ("semantic_text", "string"),  # the VLM's raw answer
     ("fused_score", "double"),

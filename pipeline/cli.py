@@ -235,7 +235,7 @@ SemAdapterOpt = Annotated[Optional[str], typer.Option("--semantic-adapter", help
 TauOpt = Annotated[str, typer.Option("--tau", help="Pixel threshold: fake if P(fake) > tau; 'calibrated' = the checkpoint's own.")]
 FusionOpt = Annotated[str, typer.Option("--fusion", help="or (fake if pixel > tau OR the VLM says fake) or mean (score-level).")]
 WeightOpt = Annotated[float, typer.Option("--weight", help="mean fusion: weight of the pixel score.")]
-ConstrainedOpt = Annotated[bool, typer.Option(" /--no-constrained", help="VLM answers decoded under the answer's JSON schema (default on).")]
+ConstrainedOpt = Annotated[bool, typer.Option("--constrained", help="Decode VLM answers under their JSON schema (llguidance; compact JSON), e.g. for an untrained VLM.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for inference [default: half the cores, at most 4].")]
 
 
@@ -250,7 +250,7 @@ def evaluate(
     perturb: Annotated[Optional[list[str]], typer.Option("--perturb", help="Extra post-processing: jpegQ, resizeF, cropF. Repeatable.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per pixel batch (VLM: a quarter).")] = 16,
     max_new_tokens: Annotated[int, typer.Option(help="VLM answer length limit.")] = 256,
-    threads: ThreadsOpt = None, constrained: ConstrainedOpt = True,
+    threads: ThreadsOpt = None, constrained: ConstrainedOpt = False,
 ) -> None:
     """Score a dataset's test split and/or benchmarks: each branch, fused; tables, plots, Parquet in the catalog."""
     from evaluation.cli import evaluate as run
@@ -266,7 +266,7 @@ def predict(
     tau: TauOpt = "0.5", fusion: FusionOpt = "or", weight: WeightOpt = 0.5,
     json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
     max_new_tokens: Annotated[int, typer.Option(help="VLM answer length limit.")] = 256,
-    threads: ThreadsOpt = None, constrained: ConstrainedOpt = True,
+    threads: ThreadsOpt = None, constrained: ConstrainedOpt = False,
 ) -> None:
     """Per image: verdict, both branch scores, which branch fired, the VLM's named inconsistencies."""
     from evaluation.cli import predict as run

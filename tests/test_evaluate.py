@@ -41,7 +41,20 @@ def models(tmp_path_factory):
     torch.manual_seed(0)
     net = create_backbone("aig_tinycnn", None)
     cfg = {"model": "aig_tinycnn", "crop_size": 32, "max_tiles": 4, **normalisation(net)}
-    return {"vlm": build_tiny_llava(base / "vlm"), "pixel": save_pixel_export(base / "pixel", net, cfg)}
+    vlm = build_tiny_llava(base / "vlm")
+    return {"vlm": vlm, "adapter": _lora_adapter(vlm, base / "adapter"), "pixel": save_pixel_export(base / "pixel", net, cfg)}
+
+
+def _lora_adapter(vlm, out):
+    """A peft LoRA adapter over the tiny VLM, saved with its processor (as `aig train --branch semantic` does)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = get_peft_model(AutoModelForImageTextToText.from_pretrained(vlm),
+                           LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    model.save_pretrained(out)
+    AutoProcessor.from_pretrained(vlm).save_pretrained(out)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +141,7 @@ def test_audit_catches_jpeg_reals_vs_png_fakes(tmp_path):
 
 def test_evaluate_fused_sweep_and_benchmark(pairs, models, bench):
     proc = run_aig("evaluate", "-d", pairs, "--pixel", models["pixel"], "--semantic-model", models["vlm"],
-                   "--max-new-tokens", 24, "--sweep", "--benchmark", f"wildrf={bench}")
+                   "--max-new-tokens", 24, "--constrained", "--sweep", "--benchmark", f"wildrf={bench}")
     out = proc.stdout
     assert "## Balanced accuracy" in out and "| detector | ds:test | wildrf | mean |" in out
     for det in ("pixel", "semantic", "fused"):
@@ -180,13 +193,15 @@ def test_predict_json(models, bench):
     real = sorted((bench / "test" / "reddit" / "real").glob("img_*"))[0]
     broken = bench / "test" / "reddit" / "real" / "broken.jpg"
     proc = run_aig("predict", real, bench / "test" / "x", broken, "--pixel", models["pixel"],
-                   "--semantic-model", models["vlm"], "--max-new-tokens", 24, "--json", check=False)
+                   "--semantic-adapter", models["adapter"], "--max-new-tokens", 24, "--constrained", "--json",
+                   check=False)
     assert proc.returncode == 1 and "1 of 3 image(s) could not be read" in proc.stderr
     out = json.loads(proc.stdout)
     assert [r["path"] for r in out] == [str(real), str(next((bench / "test" / "x" / "1_fake").iterdir())), str(broken)]
     for r in out[:2]:
         assert r["verdict"] in ("real", "fake") and 0 <= r["pixel_prob"] <= 1 and r["error"] is None
         assert r["semantic_verdict"] in ("real", "fake") and r["semantic_text"].startswith('{"verdict":')
+        assert 0 < r["semantic_prob"] < 1
         assert r["fired"] in ("pixel", "semantic", "both", "none") and isinstance(r["inconsistencies"], list)
         assert (r["verdict"] == "fake") == (r["fired"] != "none")
         assert r["verdict"] == ("fake" if r["pixel_prob"] > 0.5 or r["semantic_verdict"] == "fake" else "real")
