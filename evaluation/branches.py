@@ -20,6 +20,15 @@ def set_threads(n: int | None) -> int:
     return torch.get_num_threads()
 
 
+def resolve_run_folder(path: Path, marker: str, subfolders: tuple[str, ...]) -> Path:
+    """A training run folder stands for its export: the first subfolder holding `marker`."""
+    if path.is_dir() and not (path / marker).is_file():
+        for sub in subfolders:
+            if (path / sub / marker).is_file():
+                return path / sub
+    return path
+
+
 class BranchError(RuntimeError):
     """A branch cannot be loaded; the message names the path and what to do."""
 
@@ -32,7 +41,7 @@ class PixelBranch:
             from training.checkpoint import load_pixel_model
         except ImportError as e:
             raise BranchError(f"the pixel branch needs training.checkpoint (issue 5): {e}") from None
-        path = Path(path)
+        path = resolve_run_folder(Path(path), "config.json", ("best", "final"))
         if not path.exists():
             raise BranchError(f"pixel checkpoint '{path}' does not exist: train one with `aig train-pixel` "
                               f"or pass --pixel PATH")
@@ -100,6 +109,8 @@ class SemanticBranch:
 
         from generators.devices import torch_setup
 
+        if adapter:
+            adapter = str(resolve_run_folder(Path(adapter), "adapter_config.json", ("adapter",)))
         if adapter and not Path(adapter).is_dir():
             raise BranchError(f"semantic adapter '{adapter}' is not a folder: pass the adapter directory "
                               f"written by `aig train-semantic`")
