@@ -244,6 +244,8 @@ def run_evaluation(root: Path, *, split: str | None, benchmarks: list[str], pixe
     threads = set_threads(threads)
     pixel = PixelBranch(pixel_path, batch_size) if pixel_path else None
     resolve_tau(opts, pixel)
+    if pixel is not None and pixel.threshold is not None and abs(pixel.threshold - opts.tau) > 1e-9:
+        log(f"note: tau = {opts.tau}; the checkpoint's calibrated threshold is {pixel.threshold:.3f} (--tau calibrated)")
     semantic = (SemanticBranch(semantic_model, semantic_adapter, max(1, batch_size // 4), max_new_tokens, constrained)
                 if (semantic_model or semantic_adapter) else None)
     detectors = [d for d, on in (("pixel", pixel), ("semantic", semantic), ("fused", pixel and semantic)) if on]

@@ -22,7 +22,7 @@ window.addEventListener('load', function () {
 });
 </script>"""
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.2em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
+table{border-collapse:collapse;margin:.5em 0 1.2em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;max-width:420px;overflow-wrap:anywhere}
 th{background:#f3f3f3}.pair{display:flex;gap:8px;margin:8px 0;align-items:flex-start}
 .pair figure{margin:0}figcaption{font-size:12px;color:#555}.bad{color:#b00;font-weight:bold}
 .note{color:#666;font-size:13px}code{background:#f5f5f5;padding:0 3px}"""
@@ -98,7 +98,7 @@ def gallery_section(root: Path, pairs: int) -> str:
         with p as (select pair_id, min(split) as split from samples where task = 'pixel' and pair_id is not null
                    group by pair_id having count(distinct label) = 2
                    order by (min(split) = 'test') desc, pair_id limit {int(pairs)})
-        select s.* from samples s join p using (pair_id) order by s.pair_id, s.label desc""")
+        select s.* from samples s join p using (pair_id) order by (s.split = 'test') desc, s.pair_id, s.label desc""")
     if not rows:
         return "<h2>Pixel pairs</h2><p class=note>no pixel pairs in this dataset</p>"
     out = ["<h2>Pixel pairs: real | reconstruction | amplified difference</h2>"]
