@@ -90,7 +90,7 @@ def benchmark_items(specs: list[str]) -> tuple[list[EvalItem], list[str]]:
             found, skipped = load_benchmark(spec)
         except BenchmarkError as e:
             raise EvalError(str(e)) from None
-        items += [EvalItem(i.path, i.label, i.generator, None, i.benchmark) for i in found]
+        items += [EvalItem(i.path, i.label, i.generator, i.subset, i.benchmark) for i in found]
         unlabelled += skipped
     return items, unlabelled
 

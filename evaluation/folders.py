@@ -6,7 +6,7 @@ the label folder name the subset/generator, split names like `test` dropped):
   WildRF      test/reddit/real, test/reddit/fake, ...
   GenImage    <generator>/val/nature, <generator>/val/ai
   AIGI-Now    <generator>/0_real, <generator>/1_fake
-A list file has columns path, label (real/fake or 0/1) and optionally generator; relative paths are
+A list file has columns path, label (real/fake or 0/1) and optionally generator and subset (semantic/pixel); relative paths are
 resolved against the list's folder.
 """
 
@@ -32,6 +32,7 @@ class Item:
     label: int  # 1 fake, 0 real
     generator: str
     benchmark: str
+    subset: str | None = None  # semantic | pixel, when a list says so (AIGI-Now labels its subsets)
 
 
 def parse_label(value) -> int:
@@ -93,7 +94,9 @@ def read_list(path: Path, name: str | None = None) -> list[Item]:
         except BenchmarkError as e:
             raise BenchmarkError(f"{path}, row {i + 2}: {e}") from None
         gen = row.get(cols["generator"]) if "generator" in cols else None
-        items.append(Item(str(p), label, str(gen) if gen is not None and str(gen) != "nan" else "all", bench))
+        sub = row.get(cols["subset"]) if "subset" in cols else None
+        sub = str(sub).strip().lower() if sub is not None and str(sub) not in ("nan", "") else None
+        items.append(Item(str(p), label, str(gen) if gen is not None and str(gen) != "nan" else "all", bench, sub))
     if not items:
         raise BenchmarkError(f"benchmark list '{path}' has no rows")
     return items

@@ -85,10 +85,10 @@ def test_folder_layouts(tmp_path, layout, expected):
 
 def test_list_file_and_errors(tmp_path):
     _touch(tmp_path, "imgs/a.png")
-    (tmp_path / "bench.csv").write_text("path,label,generator\nimgs/a.png,fake,sd\n/abs/b.png,0,\n")
+    (tmp_path / "bench.csv").write_text("path,label,generator,subset\nimgs/a.png,fake,sd,Semantic\n/abs/b.png,0,,\n")
     items, _ = folders.load_benchmark(f"mine={tmp_path / 'bench.csv'}")
-    assert [(i.path, i.label, i.generator, i.benchmark) for i in items] == [
-        (str(tmp_path / "imgs/a.png"), 1, "sd", "mine"), ("/abs/b.png", 0, "all", "mine")]
+    assert [(i.path, i.label, i.generator, i.benchmark, i.subset) for i in items] == [
+        (str(tmp_path / "imgs/a.png"), 1, "sd", "mine", "semantic"), ("/abs/b.png", 0, "all", "mine", None)]
     (tmp_path / "bad.csv").write_text("path,label\na.png,maybe\n")
     with pytest.raises(folders.BenchmarkError, match="row 2"):
         folders.load_benchmark(str(tmp_path / "bad.csv"))
@@ -135,3 +135,23 @@ def test_sweep_perturbations():
     for bad in ("jpeg0", "jpeg101", "resize0", "crop1.5", "blur3"):
         with pytest.raises(ValueError):
             check(bad)
+
+
+def test_groups_pick_the_right_reals():
+    from evaluation.evaluate import groups
+
+    def r(name, label, gen, subset=None):
+        return {"item": name, "label": label, "generator": gen, "subset": subset}
+
+    ds = [r("r1", "real", "vae", "pixel"), r("f1", "fake", "vae", "pixel"), r("r2", "real", "-", "semantic"),
+          r("f2", "fake", "t2i", "semantic")]
+    got = {(k, n): sorted(x["item"] for x in rows) for k, n, rows in groups(ds)}
+    assert got == {("all", "all"): ["f1", "f2", "r1", "r2"], ("generator", "t2i"): ["f2", "r2"],
+                   ("generator", "vae"): ["f1", "r1"], ("subset", "pixel"): ["f1", "r1"],
+                   ("subset", "semantic"): ["f2", "r2"]}
+    wild = [r("a", "real", "reddit"), r("b", "fake", "reddit"), r("c", "real", "twitter"), r("d", "fake", "x")]
+    got = {(k, n): sorted(x["item"] for x in rows) for k, n, rows in groups(wild)}
+    assert got == {("all", "all"): ["a", "b", "c", "d"], ("generator", "reddit"): ["a", "b"],
+                   ("generator", "x"): ["a", "c", "d"]}
+    chameleon = [r("a", "real", "all"), r("b", "fake", "all")]
+    assert [(k, n) for k, n, _ in groups(chameleon)] == [("all", "all")]
