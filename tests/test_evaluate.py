@@ -226,12 +226,30 @@ def render(exe, page, tmp_path) -> str:
     return proc.stdout
 
 
+def _label_one_fake(ds):
+    """An accepted semantic label with one named inconsistency, as `aig label-semantic` writes them."""
+    from labeling.tables import SEMANTIC_INCONSISTENCIES, SEMANTIC_LABELS
+    from manifests.catalog import refresh_catalog
+    from manifests.schema import parquet_bytes, to_table
+
+    key = sql_rows(ds, "select key from samples where label = 'fake' order by key limit 1")[0]["key"]
+    for table, cols, row in (
+            ("semantic_labels", SEMANTIC_LABELS, {"key": key, "label": "fake", "decision": "accepted", "verdict": "inconsistent"}),
+            ("semantic_inconsistencies", SEMANTIC_INCONSISTENCIES,
+             {"key": key, "label": "fake", "decision": "accepted", "idx": 0, "category": "anatomy",
+              "description": "the hand has six fingers", "confidence": 0.9})):
+        (ds / "manifest" / table).mkdir(parents=True, exist_ok=True)
+        (ds / "manifest" / table / "test.parquet").write_bytes(parquet_bytes(to_table(cols, [row])))
+    refresh_catalog(ds)
+
+
 def test_report_renders_in_chromium(pairs, models, tmp_path):
     import re
 
     exe = chromium()
     if not sql_rows(pairs, "select count(*) as n from eval_runs")[0]["n"]:
         run_aig("evaluate", "-d", pairs, "--pixel", models["pixel"])
+    _label_one_fake(pairs)
     proc = run_aig("report", pairs, "-o", tmp_path / "r" / "report.html", "--pairs", 3)
     page = tmp_path / "r" / "report.html"
     assert str(page.resolve()) in proc.stdout
@@ -239,8 +257,8 @@ def test_report_renders_in_chromium(pairs, models, tmp_path):
     m = re.search(r'id="render-check" data-images="(\d+)" data-broken="(\d+)"', dom)
     assert m, dom[-3000:]
     n_images, broken = int(m.group(1)), int(m.group(2))
-    assert broken == 0 and n_images >= 3 * 3 + 2  # 3 pairs x (real, recon, diff) + ROC + histogram
+    assert broken == 0 and n_images >= 3 * 3 + 1 + 2  # 3 pairs x (real, recon, diff) + a semantic fake + ROC + hist
     for heading in ("Counts", "Provenance", "Pixel pairs", "Semantic fakes", "Shortcut audit", "Evaluation"):
         assert f"<h2>{heading}" in dom
-    assert "no semantic_labels" in dom or "accepted semantic fakes" in dom or "<li><b>" in dom
+    assert "<li><b>anatomy</b>: the hand has six fingers (0.90)</li>" in dom  # from semantic_inconsistencies
     assert "Balanced accuracy" in dom and "no shortcut" in dom
