@@ -172,3 +172,20 @@ def test_bad_inputs_fail_clearly(pixel_dataset, tmp_path):
             run_branch("pixel", {"dataset": str(pixel_dataset), "output": str(tmp_path / "r"), **extra})
         assert message in str(e.value)
     assert not (tmp_path / "r" / "final").exists()
+
+
+@pytest.mark.slow
+def test_ray_train_two_cpu_workers_ddp(pixel_dataset, tmp_path):
+    """--num-workers 2: a Ray Train TorchTrainer with DDP over gloo; each rank reads its own share."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "ray"
+    proc = run_aig("train", "-d", pixel_dataset, "-o", out, "--num-workers", "2", "--max-steps", "3",
+                   "--loader-workers", "0", *FAST)
+    summary = json.loads(proc.stdout)
+    assert summary["steps"] == 3 and (out / "final" / "model.safetensors").is_file()
+    state = json.loads((out / "checkpoints" / "last" / "state.json").read_text())
+    assert len(state["positions"]) == 2 and all(p["0"][0] > 0 for p in state["positions"])
+    rng = load_file(str(out / "checkpoints" / "last" / "state.safetensors"))
+    assert {"rng.torch.0", "rng.torch.1"} <= set(rng)
+    assert [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()][:3] == [1, 2, 3]

@@ -89,3 +89,20 @@ def test_semantic_bad_inputs(sft, tmp_path):
                        ({"model": str(sft["vlm"]), "lora_targets": ["no_such_module"]}, "match no module")]:
         with pytest.raises(ValueError, match=msg):
             run_branch("semantic", {"dataset": str(sft["ds"]), "output": str(tmp_path / "o"), "max_steps": 1, **extra})
+
+
+@pytest.mark.slow
+def test_semantic_resume_after_kill_equals_uninterrupted_run(sft, tmp_path):
+    from conftest import start_and_kill
+    from safetensors.torch import load_file
+
+    args = ["train", "--branch", "semantic", "-d", sft["ds"], "--model", sft["vlm"], "--max-steps", "6",
+            "--save-every", "1", "--batch-size", "2", "--lr", "0.01", "--no-progress", "--log-every", "1"]
+    run_aig(*args, "-o", tmp_path / "a")
+    b = tmp_path / "b"
+    start_and_kill([*args, "-o", b], b / "checkpoints" / "last", "state.json", 1)
+    assert json.loads((b / "checkpoints" / "last" / "state.json").read_text())["step"] < 6
+    run_aig(*args, "-o", b, "--resume")
+    wa = load_file(str(tmp_path / "a" / "adapter" / "adapter_model.safetensors"))
+    wb = load_file(str(b / "adapter" / "adapter_model.safetensors"))
+    assert wa.keys() == wb.keys() and all(bool((wa[k] == wb[k]).all()) for k in wa)

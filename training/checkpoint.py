@@ -31,7 +31,9 @@ def save_pixel_export(folder: Path, model, cfg: dict) -> Path:
     tmp = folder / f".{WEIGHTS}.tmp"
     save_file(state, str(tmp), metadata={"format": EXPORT_FORMAT})
     tmp.replace(folder / WEIGHTS)
-    (folder / f".{CONFIG}.tmp").write_text(json.dumps({"format": EXPORT_FORMAT, **cfg}, indent=1, sort_keys=True))
+    from .metrics import finite
+
+    (folder / f".{CONFIG}.tmp").write_text(json.dumps(finite({"format": EXPORT_FORMAT, **cfg}), indent=1, sort_keys=True))
     (folder / f".{CONFIG}.tmp").replace(folder / CONFIG)
     return folder
 

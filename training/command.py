@@ -88,4 +88,6 @@ def train(
     except ValueError as e:  # ConfigError, DataError, ModelError, CheckpointError
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
-    typer.echo(json.dumps(summary, indent=1, default=str))
+    from .metrics import finite
+
+    typer.echo(json.dumps(finite(summary), indent=1, default=str))

@@ -51,6 +51,19 @@ def best_threshold(scores, labels) -> float:
     return float(cands[best[len(best) // 2]])
 
 
+def finite(obj):
+    """NaN/inf -> None, recursively (strict JSON; AUROC is undefined with one class)."""
+    import math
+
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
 class MetricsLog:
     """Append-only JSONL; on resume, lines after the checkpoint's step are dropped first."""
 
@@ -65,4 +78,4 @@ class MetricsLog:
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+            f.write(json.dumps(finite(record), sort_keys=True) + "\n")

@@ -260,6 +260,9 @@ def run_semantic(cfg: SemanticConfig, rank: int = 0, world: int = 1, local_rank:
                         "train_shards": [str(Path(s).relative_to(root)) for s in shards]},
             "skipped_records": skipped + skips.total, "val": metrics, "versions": _versions(),
             "scramble": "each record's own recipe (labeling.scramble.scramble)", "loss": "answer tokens only"}
+    from .metrics import finite
+
+    info = finite(info)
     (adapter / "training.json").write_text(json.dumps(info, indent=1))
     summary = {"output": str(adapter), "steps": total, "records": len(records), "val": metrics,
                "skipped": info["skipped_records"]}
