@@ -26,7 +26,9 @@ def markdown_report(results: list[dict], detectors: list[str], unreadable, unlab
     overall = [r for r in results if r["group_kind"] == "all"]
     benches = sorted({r["benchmark"] for r in overall})
     fusion = "OR rule" if opts.fusion == "or" else f"mean fusion (pixel weight {opts.weight})"
-    out = [f"# Evaluation", "", f"Fused = {fusion}, pixel threshold tau = {opts.tau}. Values in %.", ""]
+    head = (f"Fused = {fusion}, pixel threshold tau = {opts.tau}." if "fused" in detectors else
+            f"Detector: {detectors[0]}" + (f", threshold tau = {opts.tau}." if detectors[0] == "pixel" else "."))
+    out = ["# Evaluation", "", f"{head} Values in %.", ""]
     for metric, title in (("balanced_acc", "Balanced accuracy"), ("real_acc", "Real accuracy"),
                           ("fake_acc", "Fake accuracy"), ("ap", "Average precision"), ("auroc", "AUROC")):
         out += [f"## {title}", ""]
