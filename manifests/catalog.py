@@ -30,18 +30,22 @@ def refresh_catalog(root: Path) -> Path:
     path = root / CATALOG_FILE
     tmp = root / f".{CATALOG_FILE}.tmp-{os.getpid()}"
     tmp.unlink(missing_ok=True)
-    con = duckdb.connect(str(tmp))
     try:
-        con.execute(f"set file_search_path = '{_sql_str(root.resolve())}'")
-        for table, columns in TABLES.items():
-            con.execute(_view_sql(root, table, columns))
-        con.execute(
-            "create or replace view shards as select shard, split, count(*) as samples, sum(size) as bytes "
-            "from samples group by all"
-        )
-    finally:
-        con.close()
-    os.replace(tmp, path)
+        con = duckdb.connect(str(tmp))
+        try:
+            con.execute(f"set file_search_path = '{_sql_str(root.resolve())}'")
+            for table, columns in TABLES.items():
+                con.execute(_view_sql(root, table, columns))
+            con.execute(
+                "create or replace view shards as select shard, split, count(*) as samples, sum(size) as bytes "
+                "from samples group by all"
+            )
+        finally:
+            con.close()
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # e.g. a full disk: do not keep a half-written catalog around
+        raise
     return path
 
 
