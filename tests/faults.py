@@ -116,30 +116,40 @@ def clean_run(args: list, out: Path) -> tuple[dict, float]:
     return dataset_state(out), time.perf_counter() - t0
 
 
-def kill_driver_then_resume(args: list, out: Path, clean_state: dict, delay: float, kills: int = 1) -> dict:
-    """Start the build, kill -9 its whole process group after `delay` s (then `kills - 1` more times,
-    each after the same delay, while resuming), resume to the end and compare with the clean run."""
-    record = {"delay_s": round(delay, 2), "kills": [], "out": str(out)}
+def kill_driver_then_resume(args: list, out: Path, clean_state: dict, delay: float, kills: int = 1,
+                            after_markers: int = 0) -> dict:
+    """Start the build, kill -9 its whole process group `delay` s after `after_markers` chunks are done
+    (then `kills - 1` more times the same way, while resuming), resume to the end, compare with the clean run."""
+    record = {"delay_s": round(delay, 2), "after_markers": after_markers, "kills": [], "out": str(out)}
+    done_dir = out / "manifest" / "done"
     for _ in range(kills):
         proc = start_aig([*args, "-o", out])
+        while after_markers and proc.poll() is None and len(list(done_dir.glob("*.json"))) < after_markers:
+            time.sleep(0.005)
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < delay and proc.poll() is None:
-            time.sleep(0.01)
+            time.sleep(0.005)
         finished = proc.poll() is not None
         kill_group(proc)
         done = len(list((out / "manifest" / "done").glob("*.json")))
         record["kills"].append({"finished_first": finished, "done_markers": done,
                                 "run_row": (out / "manifest" / "runs" / "run-0001.parquet").exists()})
-        if not finished:
-            complete_tars_only(out, clean_state)
-    resumed = run_aig(*args, "-o", out)
-    record["resumed"] = "(resumed)" in resumed.stdout
+        if finished:  # the delay outlasted the run: nothing left to kill or resume
+            break
+        complete_tars_only(out, clean_state)
+    record["resumed"] = False
+    if not record["kills"][-1]["finished_first"]:
+        record["resumed"] = "(resumed)" in run_aig(*args, "-o", out).stdout
     assert_same_dataset(out, clean_state)
     return record
 
 
 def random_kill_runs(folder: Path, work: Path, runs: int, seed: int = 0, log=print) -> list[dict]:
-    """`runs` kill-and-resume rounds at random moments, alternating the Ray and in-process executors."""
+    """`runs` kill-and-resume rounds at random moments, alternating the Ray and in-process executors.
+
+    Moments: even rounds at a random time since start (start-up, planning, chunks or the catalog), odd
+    rounds a random 0-0.3 s after a random number of chunks is done (so kills land while chunks are
+    written); every third round kills the resuming run as well."""
     rng = random.Random(seed)
     records = []
     clean: dict[str, tuple[dict, float]] = {}
@@ -149,11 +159,17 @@ def random_kill_runs(folder: Path, work: Path, runs: int, seed: int = 0, log=pri
     for i in range(runs):
         executor = ("ray", "local")[i % 2]
         state, seconds = clean[executor]
-        delay = rng.uniform(0.0, seconds)
-        kills = 2 if i % 3 == 2 else 1  # every third round also kills the resuming run
-        rec = kill_driver_then_resume(ingest_args(folder, executor), work / f"killed-{i:02d}", state, delay, kills)
+        n_chunks = len({t.split("/")[-1].rsplit("-", 1)[0] for t in state["tars"]})
+        if (i // 2) % 2 == 0:
+            delay, after = rng.uniform(0.0, seconds), 0
+        else:
+            delay, after = rng.uniform(0.0, 0.3), rng.randint(1, max(1, n_chunks - 1))
+        kills = 2 if i % 3 == 2 else 1
+        rec = kill_driver_then_resume(ingest_args(folder, executor), work / f"killed-{i:02d}", state, delay, kills,
+                                      after)
         rec.update(round=i, executor=executor, clean_s=round(seconds, 2))
-        log(f"round {i}: {executor}, killed after {rec['delay_s']} s of {seconds:.1f}: {rec['kills']} -> identical")
+        log(f"round {i}: {executor}, killed {rec['delay_s']} s after {after} chunks done (clean run {seconds:.1f} s): "
+            f"{rec['kills']} -> identical")
         records.append(rec)
         shutil.rmtree(work / f"killed-{i:02d}")
     return records

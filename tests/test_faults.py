@@ -34,8 +34,11 @@ def small_disk(tmp_path):
 
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_resume(inputs, tmp_path):
-    records = random_kill_runs(inputs, tmp_path / "work", runs=10, seed=7, log=lambda m: None)
-    assert len(records) == 10 and all(r["resumed"] or r["kills"][-1]["finished_first"] for r in records)
+    records = random_kill_runs(inputs, tmp_path / "work", runs=10, seed=7, log=print)
+    assert len(records) == 10
+    for r in records:  # a resume says so, unless it was killed before its run was recorded (then it starts anew)
+        last = r["kills"][-1]
+        assert r["resumed"] or last["finished_first"] or not last["run_row"], r
     killed_mid_run = [r for r in records if any(0 < k["done_markers"] for k in r["kills"])]
     assert killed_mid_run, f"no round was killed after a chunk finished: {records}"
 
