@@ -122,9 +122,11 @@ def kill_driver_then_resume(args: list, out: Path, clean_state: dict, delay: flo
     (then `kills - 1` more times the same way, while resuming), resume to the end, compare with the clean run."""
     record = {"delay_s": round(delay, 2), "after_markers": after_markers, "kills": [], "out": str(out)}
     done_dir = out / "manifest" / "done"
-    for _ in range(kills):
+    for k in range(kills):
         proc = start_aig([*args, "-o", out])
-        while after_markers and proc.poll() is None and len(list(done_dir.glob("*.json"))) < after_markers:
+        # a resumed run is killed after one more chunk of its own
+        target = after_markers if k == 0 else (len(list(done_dir.glob("*.json"))) + 1 if after_markers else 0)
+        while target and proc.poll() is None and len(list(done_dir.glob("*.json"))) < target:
             time.sleep(0.005)
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < delay and proc.poll() is None:
