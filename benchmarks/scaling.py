@@ -137,6 +137,17 @@ def main(argv: list[str] | None = None) -> None:
                f"(marginal {marginal:.2f}); peak RSS whole tree {big['tree_mib'] / small['tree_mib']:.2f}x, "
                f"driver {big['driver_mib'] / small['driver_mib']:.2f}x "
                f"(driver growth {driver_kib:.1f} KiB per extra input).")
+    if len(results) >= 2:
+        import numpy as np
+
+        ns = np.array([r["n"] for r in results], float)
+        ts = np.array([r["work_s"] for r in results])
+        slope, fixed = np.polyfit(ns, ts, 1)
+        worst = max(abs(t - (fixed + slope * n)) / t for n, t in zip(ns, ts))
+        summary += (f" Least-squares line: build seconds = {fixed:.1f} + {slope * 1000:.2f} x thousands of images "
+                    f"({1 / slope:.0f} images/s at the margin on this machine), largest deviation from it "
+                    f"{worst * 100:.0f}%: time is linear in N plus a fixed cost (worker start, first-chunk "
+                    "warm-up, Ray shutdown, catalog).")
     print(summary)
     if not args.write_results:
         return

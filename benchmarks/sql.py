@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
 
     rows_out = []
     for title, q in QUERIES.items():
-        direct = q.replace("from samples", "from read_parquet('manifest/samples/*.parquet', union_by_name=true)")
+        direct = q.replace("from samples", "from read_parquet('manifest/samples/*.parquet')")
         cmds = {
             "python -c pass (interpreter start)": [sys.executable, "-c", "pass"],
             "python + duckdb on the same Parquet files": [
