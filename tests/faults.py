@@ -95,7 +95,7 @@ def _cmdline(p) -> str:
     import psutil
 
     try:
-        return " ".join(p.cmdline())
+        return " ".join(a for a in p.cmdline() if a.strip()).strip()  # Ray pads its process titles
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return ""
 
