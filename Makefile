@@ -15,14 +15,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 DEMO_T2I := aig-data/models/tiny-sd
+DEMO_VLM := aig-data/models/tiny-vlm
 
 demo: $(STAMP)
 	test -f $(DEMO_T2I)/model_index.json || HF_HUB_OFFLINE=1 $(BIN)/python -m generators.tiny_models $(DEMO_T2I)
+	test -f $(DEMO_VLM)/config.json || HF_HUB_OFFLINE=1 $(BIN)/python -m labeling.tiny_vlm $(DEMO_VLM)
 	HF_HUB_OFFLINE=1 $(BIN)/aig build-data --t2i-model $(DEMO_T2I) --t2i-size 64 --t2i-steps 4
+	HF_HUB_OFFLINE=1 $(BIN)/aig label-semantic --model $(DEMO_VLM)
 	$(BIN)/aig verify
 	@echo "note: the demo's text-to-image pipeline ($(DEMO_T2I)) has random weights: its 'semantic candidates'"
 	@echo "      are noise-like stand-ins that only exercise the pipeline. The pixel pairs come from the bundled"
-	@echo "      trained autoencoder (generators/assets/tiny-vae) and are real reconstructions."
+	@echo "      trained autoencoder (generators/assets/tiny-vae) and are real reconstructions. The semantic labels come"
+	@echo "      from a random-weight stand-in VLM ($(DEMO_VLM)) and carry no meaning either."
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
