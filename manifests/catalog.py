@@ -50,11 +50,13 @@ def refresh_catalog(root: Path) -> Path:
                 "create or replace view shards as select shard, split, count(*) as samples, sum(size) as bytes "
                 "from samples group by all"
             )
+            con.execute("checkpoint")  # close() swallows write errors (e.g. a full disk); checkpoint raises them
         finally:
             con.close()
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # e.g. a full disk: do not keep a half-written catalog around
+        tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
         raise
     return path
 
