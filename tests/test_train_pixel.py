@@ -120,6 +120,13 @@ def test_train_cli_exports_a_detector_skipping_a_corrupt_member_never_reading_te
     imgs = [_noise_image(5, (50, 40)), _noise_image(6, (200, 120))]
     p = score_images(model, cfg2, imgs)
     assert p.shape == (2,) and ((p >= 0) & (p <= 1)).all()
+    # its weights serve as --pretrained for another run (head re-initialised only when its shape differs)
+    from training.models import ModelError, create_backbone
+
+    again = create_backbone("aig_tinycnn", str(out / "final"))
+    assert all(bool((a == b).all()) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
+    with pytest.raises(ModelError, match="do not fit"):
+        create_backbone("resnet18", str(out / "final" / "model.safetensors"))
     # the export scores exactly what the trained model scored on validation
     from training.pixel import evaluate_pairs
     from training.pixel_stream import read_pairs

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 PIXEL_ONLY = {"pretrained", "crop_size", "crops_per_pair", "flip_p", "jpeg_p", "jpeg_quality", "blur_p", "blur_sigma",
-              "resample_p", "resample_scale", "loader_workers", "shuffle_buffer", "calib_fraction"}
+              "resample_p", "resample_scale", "loader_workers", "shuffle_buffer", "calib_fraction", "calibrate_on"}
 SEMANTIC_ONLY = {"gradient_checkpointing", "merge", "max_length"}
 
 

@@ -37,6 +37,7 @@ class PixelConfig:
     crops_per_pair: int = 4
     shuffle_buffer: int = 256
     calib_fraction: float = 0.1       # train pairs held back to calibrate the threshold
+    calibrate_on: str = "holdout"     # holdout (those pairs), val (the val split), both
     max_tiles: int = 16
     val_every: int = 0                # steps; 0 = only at the end
     val_max_pairs: int = 200
@@ -76,6 +77,7 @@ class PixelConfig:
             (self.amp in ("auto", "bf16", "fp16", "off"), "--amp must be auto, bf16, fp16 or off"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "--device must be auto, cpu or cuda[:N]"),
             (self.max_tiles >= 1, "--max-tiles must be >= 1"),
+            (self.calibrate_on in ("holdout", "val", "both"), "--calibrate-on must be holdout, val or both"),
         ]
         for ok, msg in checks:
             if not ok:

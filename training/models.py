@@ -107,10 +107,41 @@ def create_backbone(name: str, pretrained: str | None = None, drop_rate: float =
         path = files[0]
     if not path.is_file():
         raise ModelError(f"--pretrained {pretrained!r}: no such file or folder (use a path, 'hub' or 'none')")
-    try:  # timm loads the file (safetensors, or torch.load with weights_only) and drops a mismatched head
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+    model = timm.create_model(name, pretrained=False, **kwargs)
+    load_weights(model, path)
+    return model
+
+
+def read_state_dict(path: Path) -> dict:
+    """Tensors of a .safetensors file, or of a torch file loaded with weights_only=True (no pickled code)."""
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    for k in ("state_dict", "model", "module"):
+        if isinstance(sd, dict) and isinstance(sd.get(k), dict):
+            sd = sd[k]
+    return sd
+
+
+def load_weights(model, path: Path) -> None:
+    """Load backbone weights; the classifier head is left fresh when its shape differs (e.g. 1000 -> 1 class)."""
+    try:
+        sd = read_state_dict(path)
     except Exception as e:
-        raise ModelError(f"weights {path} do not fit model {name!r}: {e}") from None
+        raise ModelError(f"cannot read weights {path}: {e}") from None
+    sd = {k.removeprefix("module.").removeprefix("model."): v for k, v in sd.items()}
+    own = model.state_dict()
+    head = _head_name(model)
+    fit = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+    missing = [k for k in own if k not in fit and not k.startswith(head + ".")]
+    if missing:
+        raise ModelError(f"weights {path} do not fit model {type(model).__name__}: {len(missing)} tensors missing or "
+                         f"of another shape (first: {missing[:3]})")
+    model.load_state_dict(fit, strict=False)
 
 
 def lora_targets(model, patterns: list[str] | None) -> list[str]:

@@ -62,15 +62,15 @@ def evaluate_pairs(model, export_cfg: dict, pairs: list[tuple], device) -> dict:
 
 
 def calibrate(model, export_cfg: dict, pairs: list[tuple], device) -> float:
-    """Threshold maximising balanced accuracy over the held-back pairs' tiles (0.5 if none)."""
-    from .checkpoint import tile_scores
+    """Threshold maximising balanced accuracy over the pairs' image scores, the statistic the decision uses
+    (the middle of the best plateau; 0.5 without pairs)."""
+    from .checkpoint import score_images
     from .metrics import best_threshold
 
     if not pairs:
         return 0.5
-    imgs = [im for _, r, f in pairs for im in (r, f)]
-    p, owner = tile_scores(model, export_cfg, imgs, device=device)
-    return best_threshold(p, owner % 2)
+    s = score_images(model, export_cfg, [im for _, r, f in pairs for im in (r, f)], device=device)
+    return best_threshold(s, [0, 1] * len(pairs))
 
 
 def _gather(obj, world: int) -> list:
@@ -220,9 +220,13 @@ def run_pixel(cfg: PixelConfig, rank: int = 0, world: int = 1, local_rank: int =
     from .models import merged
 
     plain = merged(model).to(device)
-    calib_pairs = list(read_pairs(train_shards, only=calib)) if calib else []
+    calib_pairs = list(read_pairs(train_shards, only=calib)) if calib and cfg.calibrate_on != "val" else []
+    sources = [f"{len(calib_pairs)} held-back train pairs"] if calib_pairs else []
+    if cfg.calibrate_on in ("val", "both") and val_pairs:
+        calib_pairs += val_pairs
+        sources.append(f"{len(val_pairs)} val pairs (val balanced accuracy is then not independent)")
     export_cfg["threshold"] = calibrate(plain, export_cfg, calib_pairs, device)
-    export_cfg["threshold_source"] = f"{len(calib_pairs)} held-back train pairs" if calib_pairs else "default 0.5"
+    export_cfg["threshold_source"] = " + ".join(sources) or "default 0.5"
     val = evaluate_pairs(plain, export_cfg, val_pairs, device) if val_pairs else {"pairs": 0}
     log.write({"step": total, "threshold": export_cfg["threshold"], **{f"val_{k}": v for k, v in val.items()}})
     final = {**export_cfg, "augment": cfg.augment.to_dict(), "train_config": cfg.to_dict(), "step": total,
@@ -232,7 +236,8 @@ def run_pixel(cfg: PixelConfig, rank: int = 0, world: int = 1, local_rank: int =
              "val": val, "lora": {"rank": cfg.lora_rank, "alpha": cfg.lora_alpha, "merged": True} if cfg.lora_rank else None,
              "versions": _versions()}
     save_pixel_export(out / "final", plain, final)
-    return {"output": str(out / "final"), "steps": total, "threshold": export_cfg["threshold"], "val": val,
+    return {"output": str(out / "final"), "steps": total, "threshold": export_cfg["threshold"],
+            "threshold_source": export_cfg["threshold_source"], "val": val,
             "skipped": final["dataset"]["skipped_members"]}
 
 

@@ -3,6 +3,7 @@ whose labels cover the answer tokens only."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import random
@@ -38,12 +39,14 @@ def read_records(shards: list[str], skips) -> list[Record]:
     return out
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+@functools.lru_cache(maxsize=4)
+def epoch_order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    """The record order of one epoch (seeded by seed and epoch)."""
     from .pixel_stream import derive_seed
 
     order = list(range(n))
     random.Random(derive_seed(seed, "semantic", epoch)).shuffle(order)
-    return order
+    return tuple(order)
 
 
 def rank_indices(n: int, seed: int, rank: int, world: int, start: int, count: int) -> list[int]:
