@@ -47,9 +47,27 @@ def from_folder(folder: str) -> list[InputItem]:
         dirnames.sort()
         for name in filenames:
             p = Path(dirpath, name)
-            if p.is_file():
+            if p.is_file():  # a symlink to a file counts as its target (listed once with it)
                 items.append(InputItem(str(p.resolve()), str(p.resolve())))
+            elif p.is_symlink():  # dangling or a loop: recorded, not silently skipped
+                items.append(InputItem(str(p.absolute()), str(p.absolute()), error=_broken_link(p)))
     return sorted(items, key=lambda i: i.input_path)
+
+
+def _broken_link(p: Path) -> str:
+    try:
+        target = os.readlink(p)
+    except OSError as e:
+        target = f"? ({e.strerror})"
+    return f"missing: {p} is a broken symlink (to {target}: dangling or a loop)"
+
+
+def _resolve(p: Path) -> Path | None:
+    """The real path, or None for a symlink loop (Python 3.11 raises RuntimeError, later ones OSError)."""
+    try:
+        return p.resolve()
+    except (RuntimeError, OSError):
+        return None
 
 
 def _rows_from_list(path: Path) -> list[dict]:
@@ -80,13 +98,16 @@ def from_list(list_file: str, origin: str = "list") -> list[InputItem]:
     items = []
     for row in rows:
         raw = str(row[column] or "").strip()
-        p = Path(raw)
-        p = (p if p.is_absolute() else path.parent / p).resolve()
+        listed = Path(raw) if Path(raw).is_absolute() else path.parent / raw
+        broken = bool(raw) and listed.is_symlink() and not listed.is_file()  # dangling, or a loop
+        p = listed.absolute() if broken else (_resolve(listed) or listed.absolute())
         caption = (row.get("caption") or None) if isinstance(row.get("caption"), str) else None
         group = str(row["group"]) if row.get("group") not in (None, "") else None
         error = None
         if not raw:
             error = "missing: empty path in list"
+        elif broken:
+            error = _broken_link(listed)
         elif not p.is_file():
             error = f"missing: no such file {p}"
         name = f"embedded:{raw}" if origin == "embedded" else str(p)  # embedded inputs: same id on every machine
@@ -133,18 +154,25 @@ def from_shards(spec: str) -> list[InputItem]:
 def _shard_items(shard: str) -> list[InputItem]:
     samples: dict[str, dict[str, tarfile.TarInfo]] = {}
     order: list[str] = []
+    shard_size = os.path.getsize(shard)
+    broken: str | None = None
     with tarfile.open(shard, mode="r:") as tf:
         captions: dict[str, str] = {}
-        for m in tf:
-            if not m.isfile():
-                continue
-            key, ext = _sample_key(m.name)
-            if key not in samples:
-                samples[key] = {}
-                order.append(key)
-            samples[key][ext] = m
-            if ext in ("txt", "caption") and m.size < 100_000:
-                captions[key] = tf.extractfile(m).read().decode("utf-8", "replace").strip()
+        try:
+            for m in tf:
+                if m.isdir():
+                    continue
+                key, ext = _sample_key(m.name)
+                if not m.isfile():  # symlink, hard link, device...: never followed nor read
+                    ext = f"{ext} ({'link' if m.issym() or m.islnk() else 'special file'})"
+                if key not in samples:
+                    samples[key] = {}
+                    order.append(key)
+                samples[key][ext] = m
+                if ext in ("txt", "caption") and m.size < 100_000 and m.offset_data + m.size <= shard_size:
+                    captions[key] = tf.extractfile(m).read().decode("utf-8", "replace").strip()
+        except tarfile.TarError as e:  # cut short or damaged: keep the members read so far
+            broken = f"unreadable_shard: {e} after {len(order)} samples"
     items = []
     for key in order:
         members = samples[key]
@@ -154,8 +182,12 @@ def _shard_items(shard: str) -> list[InputItem]:
                                    error=f"no_image_member: sample has only {', '.join(sorted(members))}"))
             continue
         m = members[image_ext]
+        short = m.offset_data + m.size > shard_size
         items.append(InputItem(f"{shard}#{m.name}", shard, offset=m.offset_data, size=m.size,
-                               caption=captions.get(key) or None, origin="shards"))
+                               caption=captions.get(key) or None, origin="shards",
+                               error="truncated: member data runs past the end of the shard" if short else None))
+    if broken:
+        items.append(InputItem(f"{shard}#(end)", shard, origin="shards", error=broken))
     return items
 
 

@@ -191,3 +191,30 @@ def test_bad_options_fail_clearly(models, dataset, tmp_path, args, message):
 def test_missing_dataset(tmp_path, models):
     proc = run_aig("label-semantic", "-d", tmp_path / "nothing", "--model", models["vlm"], check=False)
     assert proc.returncode == 2 and "build one first" in proc.stderr
+
+
+def test_disk_full_clear_error_then_resume(models, dataset, tmp_path):
+    from faults import mount_tmpfs, unmount
+
+    disk = tmp_path / "disk"
+    why = mount_tmpfs(disk, 16 * 2**20)
+    if why:
+        pytest.skip(why)
+    try:
+        ds = copy(dataset, disk)
+        args = ["label-semantic", "-d", ds, "--model", models["vlm"], "--max-new-tokens", "32", "--executor", "local",
+                "--chunk-size", "4"]
+        import os
+
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        filler = disk / "filler"
+        filler.write_bytes(b"\0" * max(0, free - 150_000))  # room for the catalog, not for all the shards
+        proc = run_aig(*args, check=False)
+        assert proc.returncode == 2 and f"the disk holding dataset '{ds}' is full" in proc.stderr, proc.stderr
+        assert not list(ds.glob("**/.*.tmp-*"))
+        filler.unlink()
+        run_aig(*args)
+        assert len(sql_rows(ds, "select key from semantic_labels")) == 15
+        run_aig("verify", ds)
+    finally:
+        unmount(disk)
