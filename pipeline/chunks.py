@@ -14,6 +14,7 @@ from manifests.schema import FAILURES, SAMPLES, parquet_bytes, to_table
 
 from . import layout
 from .config import ShardConfig
+from .runner import worker_location
 from .shards import Sample, atomic_write, group_into_shards, index_table, write_shard
 
 SPLITS = ("train", "val", "test")
@@ -75,6 +76,6 @@ def write_chunk(root: Path, group: str, chunk: int, outcomes: list[Outcome], sha
     atomic_write(layout.table_file(root, "samples", name), parquet_bytes(to_table(SAMPLES, samples_rows)))
     atomic_write(layout.table_file(root, "failures", name), parquet_bytes(to_table(FAILURES, failure_rows)))
     stats = {"chunk": name, "stage": stage, "run_id": run_id, "inputs": len(outcomes), "samples": len(samples_rows),
-             "failures": len(failure_rows), "shards": shard_files}
+             "failures": len(failure_rows), "shards": shard_files, "worker": worker_location()}
     atomic_write(layout.done_path(root, name), json.dumps(stats, indent=1, sort_keys=True).encode())
     return stats

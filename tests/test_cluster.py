@@ -1,0 +1,38 @@
+"""`aig build-data --ray-address` on a real two-node Ray cluster started on this machine."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_aig, tar_digests
+from ray_cluster import start_cluster
+
+BUILD = ["build-data", "--stages", "ingest,reconstruct", "--samples-per-shard", "3", "--size", "64"]
+
+
+def _nodes_by_stage(dataset) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for p in (dataset / "manifest" / "done").glob("*.json"):
+        marker = json.loads(p.read_text())
+        out.setdefault(marker["stage"], set()).add(marker["worker"].get("ray_node_id"))
+    return out
+
+
+def test_build_data_spreads_over_two_nodes_and_equals_single_node(tmp_path):
+    multi, single = tmp_path / "multi", tmp_path / "single"
+    cluster = start_cluster()
+    try:
+        proc = run_aig(*BUILD, "-o", multi, "--ray-address", cluster.address)
+    finally:
+        cluster.stop()
+    assert cluster.processes() == [], "the test cluster's processes outlived its teardown"
+    assert f"({cluster.address}, 2 CPUs)" in proc.stderr
+    both = set(cluster.nodes.values())
+    by_stage = _nodes_by_stage(multi)
+    # 4 ingest chunks as 1-CPU tasks, and 2 reconstruct actors of 1 CPU each: both nodes must take a share.
+    assert by_stage == {"ingest": both, "reconstruct": both}, (by_stage, cluster.nodes)
+
+    run_aig(*BUILD, "-o", single, "--executor", "local")
+    assert len(tar_digests(single)) >= 8
+    assert tar_digests(multi) == tar_digests(single)
+    run_aig("verify", multi)
