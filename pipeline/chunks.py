@@ -12,7 +12,7 @@ from pathlib import Path
 
 from manifests.schema import FAILURES, SAMPLES, parquet_bytes, to_table
 
-from . import layout
+from . import layout, storage
 from .config import ShardConfig
 from .runner import worker_location
 from .shards import Sample, atomic_write, group_into_shards, index_table, write_shard
@@ -50,8 +50,15 @@ def sample_outcome(key: str, data: bytes, ext: str, provenance: dict | None = No
     return Outcome(sample=Sample(key, members), row=row)
 
 
-def write_chunk(root: Path, group: str, chunk: int, outcomes: list[Outcome], shard_cfg: ShardConfig,
+def write_chunk(root: str | Path, group: str, chunk: int, outcomes: list[Outcome], shard_cfg: ShardConfig,
                 stage: str, run_id: str) -> dict:
+    """Write a chunk under `root` (a folder, or a URL: staged locally, then uploaded with the done marker last)."""
+    with storage.chunk_output(root) as local:
+        return _write_chunk(local, group, chunk, outcomes, shard_cfg, stage, run_id)
+
+
+def _write_chunk(root: Path, group: str, chunk: int, outcomes: list[Outcome], shard_cfg: ShardConfig,
+                 stage: str, run_id: str) -> dict:
     name = layout.chunk_name(group, chunk)
     rows = {o.row["key"]: o.row for o in outcomes if o.sample}
     if len(rows) != sum(1 for o in outcomes if o.sample):
