@@ -170,3 +170,36 @@ def test_s3_errors_are_clear_and_destroy_nothing(s3, tmp_path):
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     no_ds = run_aig("sql", "-d", f"s3://{BUCKET}/nothing-here", "select 1", check=False)
     assert no_ds.returncode == 2 and "holds no aig dataset" in no_ds.stderr
+
+
+@pytest.mark.slow
+def test_s3_overwrite_replaces_the_dataset_and_readers_drop_stale_files(s3, tmp_path):
+    put_photos(s3, tmp_path / "two", "ow-in", ["chelsea.png", "coffee.png"])
+    url = f"s3://{BUCKET}/ow"
+    base = ["build-data", "--stages", "ingest", "--size", "64", "--executor", "local", "--samples-per-shard", "1"]
+    run_aig(*base, "--input-dir", tmp_path / "two", "-o", url)
+    assert sql_rows(url, "select count(*) as n from samples") == [{"n": 2}]
+    (tmp_path / "one").mkdir()
+    shutil.copy(PHOTOS / "rocket.jpg", tmp_path / "one" / "rocket.jpg")
+    run_aig(*base, "--input-dir", tmp_path / "one", "-o", url, "--overwrite")
+    s3.invalidate_cache()
+    done = sorted(p.rsplit("/", 1)[1] for p in s3.ls(f"{BUCKET}/ow/manifest/done"))
+    assert done == ["real-000000.json"]
+    # the reader's mirror held two chunks; the second is gone remotely and must not linger in its answers
+    assert sql_rows(url, "select count(*) as n, min(input_path) as p from samples") == [
+        {"n": 1, "p": str((tmp_path / "one" / "rocket.jpg").resolve())}]
+    assert sql_rows(url, "select count(*) as n from runs") == [{"n": 1}]
+    run_aig("verify", url)
+
+
+def test_upload_order_puts_the_done_marker_last():
+    from pipeline.storage import upload_order
+
+    rels = ["manifest/done/real-000001.json", "manifest/samples/real-000001.parquet",
+            "shards/real/train/real-000001-00.index.parquet", "shards/real/train/real-000001-00.tar",
+            "manifest/failures/real-000001.parquet", "shards/real/val/real-000001-00.tar"]
+    order = upload_order(rels)
+    assert order[-1] == "manifest/done/real-000001.json"
+    assert [r for r in order if r.endswith(".tar")] == order[:2]
+    assert order.index("shards/real/train/real-000001-00.index.parquet") < order.index(
+        "manifest/samples/real-000001.parquet")
