@@ -70,7 +70,11 @@ def find_files(url: str) -> list[str]:
 
 def glob(pattern: str) -> list[str]:
     fs, path = filesystem(pattern)
-    return sorted(fs.unstrip_protocol(p) for p in fs.glob(path) if fs.isfile(p))
+    try:
+        found = fs.glob(path, detail=True)
+    except OSError as e:
+        raise _hint(pattern, e) from None
+    return sorted(fs.unstrip_protocol(p) for p, e in found.items() if e.get("type", "file") == "file")
 
 
 def isdir(url: str) -> bool:
@@ -179,9 +183,6 @@ class LocalDataset:
 
     def push(self) -> None:
         pass
-
-    def remote_state(self) -> str:
-        return "local"
 
 
 class Mirror:
