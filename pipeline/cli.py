@@ -195,7 +195,7 @@ def info(dataset: Annotated[str, typer.Argument(help="Dataset folder or URL.")] 
     """Counts by task, split, label and generator; failures by reason; size on disk."""
     from manifests.catalog import CatalogError
 
-    from .storage import StorageError, dataset_files, local_view
+    from .storage import StorageError, dataset_files, is_url, local_view
 
     try:
         root = local_view(dataset)
@@ -203,7 +203,7 @@ def info(dataset: Annotated[str, typer.Argument(help="Dataset folder or URL.")] 
         total, tars = dataset_files(dataset, root).total_bytes()
     except (CatalogError, StorageError) as e:
         fail(str(e))
-    typer.echo(f"size {'in storage' if '://' in dataset else 'on disk'}: {total / 1e6:.1f} MB ({tars / 1e6:.1f} MB in tars)")
+    typer.echo(f"size {'in storage' if is_url(dataset) else 'on disk'}: {total / 1e6:.1f} MB ({tars / 1e6:.1f} MB in tars)")
 
 
 @app.command()
