@@ -4,10 +4,31 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import run_aig, tar_digests
 from ray_cluster import start_cluster
 
 BUILD = ["build-data", "--stages", "ingest,reconstruct", "--samples-per-shard", "3", "--size", "64"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Node A (head) and node B, one CPU and one custom resource each; only its own processes are stopped."""
+    c = start_cluster()
+    yield c
+    c.stop()
+    assert c.processes() == [], "the test cluster's processes outlived its teardown"
+
+
+@pytest.fixture(scope="module")
+def builds(cluster, tmp_path_factory):
+    """The same pixel dataset built on the two-node cluster and in one process."""
+    root = tmp_path_factory.mktemp("cluster-builds")
+    multi, single = root / "multi", root / "single"
+    proc = run_aig(*BUILD, "-o", multi, "--ray-address", cluster.address)
+    run_aig(*BUILD, "-o", single, "--executor", "local")
+    return multi, single, proc
 
 
 def _nodes_by_stage(dataset) -> dict[str, set[str]]:
@@ -18,21 +39,14 @@ def _nodes_by_stage(dataset) -> dict[str, set[str]]:
     return out
 
 
-def test_build_data_spreads_over_two_nodes_and_equals_single_node(tmp_path):
-    multi, single = tmp_path / "multi", tmp_path / "single"
-    cluster = start_cluster()
-    try:
-        proc = run_aig(*BUILD, "-o", multi, "--ray-address", cluster.address)
-    finally:
-        cluster.stop()
-    assert cluster.processes() == [], "the test cluster's processes outlived its teardown"
+@pytest.mark.slow  # 45 s on an idle 2-core machine, about 2 min when it is shared
+def test_build_data_spreads_over_two_nodes_and_equals_single_node(cluster, builds):
+    multi, single, proc = builds
     assert f"({cluster.address}, 2 CPUs)" in proc.stderr
     both = set(cluster.nodes.values())
     by_stage = _nodes_by_stage(multi)
     # 4 ingest chunks as 1-CPU tasks, and 2 reconstruct actors of 1 CPU each: both nodes must take a share.
     assert by_stage == {"ingest": both, "reconstruct": both}, (by_stage, cluster.nodes)
-
-    run_aig(*BUILD, "-o", single, "--executor", "local")
     assert len(tar_digests(single)) >= 8
     assert tar_digests(multi) == tar_digests(single)
     run_aig("verify", multi)
