@@ -69,13 +69,20 @@ RUNS = (
     ("resumed", "int32"),
 )
 
-TABLES = {"samples": SAMPLES, "failures": FAILURES, "runs": RUNS}
+def _label_tables() -> dict:
+    from labeling.tables import CAPTIONS, SEMANTIC_INCONSISTENCIES, SEMANTIC_LABELS
+
+    return {"semantic_labels": SEMANTIC_LABELS, "semantic_inconsistencies": SEMANTIC_INCONSISTENCIES,
+            "captions": CAPTIONS}
+
+
+TABLES = {"samples": SAMPLES, "failures": FAILURES, "runs": RUNS, **_label_tables()}
 MANIFEST_DIR = "manifest"
 CATALOG_FILE = "catalog.duckdb"
 INFO_FILE = "info.json"
 SHARDS_DIR = "shards"
 
-DUCKDB_TYPES = {"string": "VARCHAR", "int32": "INTEGER", "int64": "BIGINT"}
+DUCKDB_TYPES = {"string": "VARCHAR", "int32": "INTEGER", "int64": "BIGINT", "double": "DOUBLE"}
 
 
 def table_dir(root: Path, table: str) -> Path:
@@ -85,7 +92,7 @@ def table_dir(root: Path, table: str) -> Path:
 def arrow_schema(columns):
     import pyarrow as pa
 
-    types = {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64()}
+    types = {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64(), "double": pa.float64()}
     return pa.schema([(name, types[t]) for name, t in columns])
 
 

@@ -100,6 +100,8 @@ def _next_chunk(root: Path, run_ids: set[str]) -> int:
 
     last = -1
     for run_id in run_ids:
+        if not layout.plan_path(root, run_id).is_file():
+            continue  # not a build run (e.g. label-semantic)
         col = pq.read_table(layout.plan_path(root, run_id), columns=["chunk"])["chunk"]
         if len(col):
             last = max(last, pc.max(col).as_py())
@@ -212,7 +214,7 @@ def _isolate_chunk(executor, call: tuple) -> dict:
 
 def _start_or_resume(root: Path, cfg: BuildConfig, command: str) -> tuple[dict, list[dict]]:
     runs = read_table(root, "runs")
-    unfinished = [r for r in runs if r["status"] != "complete"]
+    unfinished = [r for r in runs if r["status"] == "running"]  # labelling runs end complete|incomplete
     if not unfinished:
         return _new_run(root, cfg, command, runs)
     run = unfinished[-1]

@@ -39,13 +39,15 @@ def failure_outcome(input_path: str, run_id: str, stage: str, group: str, chunk:
     })
 
 
-def sample_outcome(key: str, data: bytes, ext: str, provenance: dict | None = None, **row) -> Outcome:
-    """One image sample: `{key}.{ext}` plus `{key}.json` (the row's portable fields)."""
+def sample_outcome(key: str, data: bytes, ext: str, provenance: dict | None = None, extra_json: dict | None = None,
+                   **row) -> Outcome:
+    """One image sample: `{key}.{ext}` plus `{key}.json` (the row's portable fields, plus `extra_json`)."""
     row.update(key=key, format=ext, member=f"{key}.{ext}", sha256=hashlib.sha256(data).hexdigest(), size=len(data),
                provenance=json.dumps(provenance, sort_keys=True) if provenance is not None else None)
     meta = {k: v for k, v in row.items() if k not in NOT_IN_TAR and v is not None}
     if provenance is not None:
         meta["provenance"] = provenance
+    meta.update(extra_json or {})
     members = {ext: data, "json": json.dumps(meta, sort_keys=True).encode()}
     return Outcome(sample=Sample(key, members), row=row)
 

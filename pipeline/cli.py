@@ -40,6 +40,7 @@ def build_data(
     samples_per_shard: Annotated[Optional[int], typer.Option(help="Inputs per chunk and max samples per tar.")] = None,
     max_shard_bytes: Annotated[Optional[int], typer.Option(help="Max bytes per tar.")] = None,
     split_seed: Annotated[Optional[str], typer.Option(help="Seed of the hash that assigns splits.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split fractions 'TRAIN,VAL,TEST' (default 0.8,0.1,0.1).")] = None,
     autoencoder: Annotated[Optional[list[str]], typer.Option(help="Reconstruct stage: diffusers autoencoder, hub id or local path, optional ':SUBFOLDER' (e.g. stabilityai/stable-diffusion-2-1:vae). Repeatable [default: embedded].")] = None,
     latent: Annotated[Optional[str], typer.Option(help="Reconstruct stage: sample (seeded per pair) or mode.")] = None,
     pair_format: Annotated[Optional[str], typer.Option(help="Pixel pairs stored as png (lossless) or jpeg-matched (the real's own JPEG quality).")] = None,
@@ -81,6 +82,13 @@ def build_data(
         "generate.negative_prompt": negative_prompt, "generate.scheduler": scheduler,
         "reconstruct.batch_size": batch_size, "inpaint.batch_size": batch_size, "generate.batch_size": batch_size,
     }
+    if split:
+        try:
+            fractions = [float(v) for v in split.split(",")]
+            assert len(fractions) == 3
+        except (ValueError, AssertionError):
+            fail(f"--split takes three fractions 'TRAIN,VAL,TEST', got {split!r}")
+        overrides.update(zip(("split.train", "split.val", "split.test"), fractions))
     try:
         cfg = load_config(config, overrides)
     except ConfigError as e:
@@ -125,7 +133,7 @@ def _print_summary(root: Path) -> None:
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="SQL over the views samples, failures, runs, shards.")],
+    query: Annotated[str, typer.Argument(help="SQL over the views samples, failures, runs, shards, semantic_labels, semantic_inconsistencies, captions.")],
     dataset: DatasetLocation = DEFAULT_OUTPUT,
     format: Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet.")] = "table",
     output: Annotated[Optional[Path], typer.Option("--output", help="Write to this file (required for parquet).")] = None,
@@ -228,6 +236,50 @@ def regenerate(
                f"(sha256 {result.stored_sha256[:16]}...)")
     if not result.identical:
         raise typer.Exit(1)
+
+
+@app.command("label-semantic")
+def label_semantic(
+    dataset: DatasetArg = Path(DEFAULT_OUTPUT),
+    model: Annotated[Optional[str], typer.Option(help="The annotator VLM: hub id or local path (transformers), or the served model name (openai).")] = None,
+    backend: Annotated[str, typer.Option(help="transformers (a local chat VLM) or openai (an OpenAI-compatible endpoint).")] = "transformers",
+    revision: Annotated[Optional[str], typer.Option(help="Model revision (transformers).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(envvar="OPENAI_BASE_URL", help="Endpoint, e.g. http://localhost:8000/v1 (openai).")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="OPENAI_API_KEY", help="API key (openai); read from OPENAI_API_KEY.", show_default=False)] = None,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight (openai).")] = 4,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for one reply (openai).")] = 120.0,
+    http_retries: Annotated[int, typer.Option(help="Retries with backoff on 429/5xx and connection errors (openai).")] = 5,
+    caption: Annotated[bool, typer.Option("--caption", help="Caption the real images that have no caption instead (build-data then uses the captions as prompts).")] = False,
+    prompt_version: Annotated[str, typer.Option(help="Built-in prompt version.")] = "v1",
+    prompt_file: Annotated[Optional[Path], typer.Option(help="Your own prompt (its version becomes file-<hash>).")] = None,
+    min_confidence: Annotated[float, typer.Option(help="Purity: an inconsistency counts from this confidence on.")] = 0.5,
+    min_inconsistencies: Annotated[int, typer.Option(help="Purity: counted inconsistencies a fake needs to enter the semantic set.")] = 1,
+    quarantine_reals: Annotated[bool, typer.Option(" /--keep-inconsistent-reals", help="Purity: reals the annotator calls inconsistent are quarantined (default) or kept.")] = True,
+    max_new_tokens: Annotated[int, typer.Option(help="Decoding: token limit per reply.")] = 512,
+    temperature: Annotated[float, typer.Option(help="Decoding: 0 is greedy.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Decoding: seed.")] = 0,
+    constrained: Annotated[bool, typer.Option(" /--no-constrained", help="Schema-constrained JSON decoding (default on).")] = True,
+    max_attempts: Annotated[int, typer.Option(help="Asks per image when a reply fails or does not parse.")] = 3,
+    batch_size: Annotated[int, typer.Option(help="Images per generate call.")] = 8,
+    chunk_size: Annotated[int, typer.Option(help="Images per chunk (unit of resume and of work per actor).")] = 64,
+    splits: Annotated[Optional[str], typer.Option(help="Comma-separated splits to label [default: all].")] = None,
+    where: Annotated[Optional[str], typer.Option(help="Extra SQL condition on samples, e.g. \"generator = 'flux'\".")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Label at most this many samples.")] = None,
+    dtype: Annotated[str, typer.Option(help="auto (float16 on GPU, float32 on CPU), bfloat16, float16, float32.")] = "auto",
+    executor: Annotated[str, typer.Option(help="ray (default) or local.")] = "ray",
+    ray_address: Annotated[Optional[str], typer.Option(help="Existing Ray cluster (else RAY_ADDRESS, else a local Ray).")] = None,
+    workers: Annotated[int, typer.Option(help="CPUs for the local Ray (0 = all).")] = 0,
+    gpus_per_worker: Annotated[float, typer.Option(help="GPUs per annotator actor (default 1 when the cluster has GPUs).")] = -1.0,
+) -> None:
+    """Annotate semantic inconsistencies with a VLM; apply the purity rules; write labels and semantic-sft shards."""
+    from labeling.cli import run_label_semantic
+
+    run_label_semantic(fail, locals(), " ".join(["aig", *sys.argv[1:]]))
+
+
+from training.command import train as _train  # noqa: E402  (typer options only; training imports lazily)
+
+app.command("train")(_train)
 
 
 def main() -> None:

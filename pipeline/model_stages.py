@@ -15,6 +15,7 @@ from .config import BuildConfig
 
 MODEL_STAGES = ("reconstruct", "inpaint", "generate")
 REAL_GROUP = "real"
+CAPTION_GROUP_PREFIX = "captions-"  # chunks written by `aig label-semantic --caption`
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,29 @@ def real_chunks(root: Path) -> dict[int, list[dict]]:
     return dict(sorted(out.items()))
 
 
+def caption_chunks(root: Path) -> dict[int, list[dict]]:
+    """Reals that had no caption and got one from `aig label-semantic --caption`: one chunk per finished caption
+    chunk, numbered in run order (append-only); a real captioned twice is used once."""
+    import pyarrow.parquet as pq
+
+    markers = layout.done_markers(root)
+    names = sorted((m["run_id"], name) for name, m in markers.items() if name.startswith(CAPTION_GROUP_PREFIX))
+    if not names:
+        return {}
+    reals = {r["key"]: r for rows in real_chunks(root).values() for r in rows}
+    seen: set[str] = set()
+    out = {}
+    for i, (_, name) in enumerate(names):
+        rows = []
+        for c in pq.read_table(layout.table_file(root, "captions", name), columns=["key", "caption"]).to_pylist():
+            real = reals.get(c["key"])
+            if real and not real.get("caption") and c["key"] not in seen:
+                seen.add(c["key"])
+                rows.append({**real, "caption": c["caption"]})
+        out[i] = rows
+    return out
+
+
 def prompt_chunks(cfg: BuildConfig) -> dict[int, list[dict]]:
     """Prompts from the generate stage's prompt files, as rows shaped like real samples (split by prompt hash)."""
     import hashlib
@@ -105,6 +129,8 @@ def run_stage(root: Path, cfg: BuildConfig, run_id: str, stage: str, lazy, jobs:
     sources = [("", real_chunks(root))]
     if stage == "generate" and cfg.generate.prompt_files:
         sources.append(("-prompts", prompt_chunks(cfg)))
+    if stage == "generate":
+        sources.append(("-captioned", caption_chunks(root)))
     done = set(layout.done_markers(root))
     errors: list[str] = []
     for job in jobs:

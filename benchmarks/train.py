@@ -1,0 +1,176 @@
+#!/usr/bin/env python
+"""Training benchmark (pixel branch, CPU).
+
+1. Loader: paired samples/s from the pixel shards through aig's stream (tar read, pairing, shuffle buffer,
+   PNG decode, paired augmentation, tensors; in-process, loader workers 0) against a plain loop that decodes
+   the same images from loose PNG files (extracted beforehand) and applies the same augmentation and tensor
+   conversion. Same run, interleaved, best of --repeats. Target: >= 0.9x.
+2. Training: steps/s of the default small model (aig_tinycnn, 16 crop pairs of 64 px = 32 images per step)
+   end to end from the shards, and on a fixed in-memory batch (model only).
+
+    python benchmarks/train.py -d aig-data/default [--write-results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import random
+import sys
+import tarfile
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+
+def loose_copy(shards: list[str], folder: Path) -> list[tuple[Path, Path, str]]:
+    """Extract each pair's two PNGs to loose files; returns (real, fake, pair_id) in shard order."""
+    pairs: dict[str, dict] = {}
+    for s in shards:
+        with tarfile.open(s) as tf:
+            for m in tf.getmembers():
+                if m.name.endswith(".png"):
+                    p = folder / m.name
+                    p.write_bytes(tf.extractfile(m).read())
+                    key = m.name[:-4]
+                    pid, kind = key.rsplit("-", 1)
+                    pairs.setdefault(pid, {})[kind] = p
+    return [(d["real"], d["recon"], pid) for pid, d in sorted(pairs.items()) if {"real", "recon"} <= set(d)]
+
+
+def plain_loop(files, recipe, n: int, crops: int, batch: int, mean, std) -> float:
+    """Decode loose files and augment them identically, batching like the stream; returns pairs/s."""
+    from PIL import Image
+
+    from training.augment import pair_crops
+    from training.pixel_stream import to_tensor
+
+    rng = random.Random(0)
+    t = time.perf_counter()
+    buf, done = [], 0
+    for real_p, fake_p, pid in itertools.islice(itertools.cycle(files), n):
+        real, fake = Image.open(real_p).convert("RGB"), Image.open(fake_p).convert("RGB")
+        for r, f, _ in pair_crops(real, fake, rng, recipe, crops):
+            buf += [r, f]
+            if len(buf) == 2 * batch:
+                to_tensor(buf, mean, std)
+                buf = []
+        done += 1
+    return done / (time.perf_counter() - t)
+
+
+def stream_loop(shards, recipe, n: int, crops: int, batch: int, mean, std) -> float:
+    from training.pixel_stream import StreamSpec, batches
+
+    spec = StreamSpec(shards, recipe, mean, std, batch_size=batch, crops_per_pair=crops, shuffle_buffer=64)
+    nb = n * crops // batch
+    t = time.perf_counter()
+    for _ in itertools.islice(batches(spec, 0, 1), nb):
+        pass
+    return nb * batch / crops / (time.perf_counter() - t)
+
+
+def train_steps(root: Path, steps: int, threads: int) -> dict:
+    import torch
+
+    from training.augment import AugmentRecipe
+    from training.models import create_backbone
+    from training.pixel_stream import StreamSpec, make_loader
+    from training.shards import split_shards
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = create_backbone("aig_tinycnn")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    bce = torch.nn.BCEWithLogitsLoss()
+    spec = StreamSpec(split_shards(root, "pixel", "train"), AugmentRecipe(), [0.5] * 3, [0.5] * 3, batch_size=16,
+                      crops_per_pair=8)
+
+    def step(x, y):
+        loss = bce(model(x).reshape(-1), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+
+    it = iter(make_loader(spec, 1))
+    b = next(it)
+    step(b["x"], b["y"])  # warm-up
+    t = time.perf_counter()
+    for _ in range(steps):
+        b = next(it)
+        step(b["x"], b["y"])
+    e2e = steps / (time.perf_counter() - t)
+    del it
+    t = time.perf_counter()
+    for _ in range(steps):
+        step(b["x"], b["y"])
+    model_only = steps / (time.perf_counter() - t)
+    return {"end_to_end_steps_per_s": e2e, "model_only_steps_per_s": model_only, "images_per_step": 32,
+            "threads": threads}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-d", "--dataset", type=Path, default=Path("aig-data/default"))
+    ap.add_argument("--pairs", type=int, default=60, help="pairs decoded per loader timing")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--write-results", action="store_true")
+    a = ap.parse_args()
+    from training.augment import AugmentRecipe
+    from training.shards import split_shards
+
+    shards = split_shards(a.dataset, "pixel", "train")
+    if not shards:
+        print(f"no pixel train shards in {a.dataset}: run `make demo` first", file=sys.stderr)
+        return 2
+    recipe, mean, std, crops, batch = AugmentRecipe(), [0.5] * 3, [0.5] * 3, 4, 16
+    with tempfile.TemporaryDirectory() as tmp:
+        files = loose_copy(shards, Path(tmp))
+        res = {"plain": [], "aig": []}
+        for _ in range(a.repeats):
+            res["plain"].append(plain_loop(files, recipe, a.pairs, crops, batch, mean, std))
+            res["aig"].append(stream_loop(shards, recipe, a.pairs, crops, batch, mean, std))
+    loader = {"pairs": a.pairs, "plain_pairs_per_s": max(res["plain"]), "aig_pairs_per_s": max(res["aig"]),
+              "ratio": max(res["aig"]) / max(res["plain"]), "all": res}
+    train = train_steps(a.dataset, a.steps, a.threads)
+    out = {"when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpus": os.cpu_count(),
+           "load_average": os.getloadavg(), "machine": platform.machine(), "loader": loader, "train": train}
+    print(json.dumps(out, indent=1))
+    if a.write_results:
+        write_results(out)
+    return 0
+
+
+def write_results(r: dict) -> None:
+    path = HERE / "RESULTS.md"
+    text = path.read_text() if path.exists() else ""
+    start, end = "<!-- train-bench:start -->", "<!-- train-bench:end -->"
+    L, T = r["loader"], r["train"]
+    body = (f"{start}\n# Training benchmark (pixel branch)\n\n`python benchmarks/train.py --write-results` "
+            f"({r['when']}, {r['cpus']} CPUs, load average {r['load_average'][0]:.1f} at the end: the machine was shared)\n\n"
+            "| measure | value |\n|---|---|\n"
+            f"| plain loop (loose PNG files, same decode + paired augmentation) | {L['plain_pairs_per_s']:.1f} pairs/s |\n"
+            f"| aig stream from the shards (in-process) | {L['aig_pairs_per_s']:.1f} pairs/s |\n"
+            f"| **ratio aig / plain** (target >= 0.9) | **{L['ratio']:.2f}x** |\n"
+            f"| training, aig_tinycnn, 32 images of 64 px per step, end to end (1 loader worker) | "
+            f"{T['end_to_end_steps_per_s']:.2f} steps/s |\n"
+            f"| training, model only (fixed batch, {T['threads']} threads) | {T['model_only_steps_per_s']:.2f} steps/s |\n"
+            f"\nBest of {len(L['all']['plain'])} interleaved repeats of {L['pairs']} pairs each (4 crops of 64 px per pair).\n{end}")
+    if start in text:
+        text = text[:text.index(start)] + body + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + body + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

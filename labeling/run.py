@@ -1,0 +1,182 @@
+"""`aig label-semantic`: pick the samples to label, skip those already labelled, run chunks, publish."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline import layout
+from pipeline.model_stages import CAPTION_GROUP_PREFIX
+
+from .worker import CAPTION_STAGE, STAGE, LabelJob, LabelWorker
+
+ANNOTATE_CANDIDATES = "((task = 'semantic' and label = 'fake') or (task = 'both' and label = 'real'))"
+CAPTION_CANDIDATES = "(task = 'both' and label = 'real' and coalesce(caption, '') = '')"
+
+
+class LabelError(RuntimeError):
+    """Labelling cannot start; the message says why and what to do."""
+
+
+@dataclass
+class LabelReport:
+    run_id: str
+    annotator: str
+    prompt_version: str
+    group: str
+    candidates: int
+    skipped: int
+    labelled: int = 0
+    failures: int = 0
+    decisions: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    startup_s: float = 0.0
+
+
+def slug(text: str) -> str:
+    """A key- and path-safe name: no dots (WebDataset keys end at the first dot), no slashes."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()[:60] or "x"
+
+
+def group_name(job: LabelJob) -> str:
+    model = job.backend.model.rstrip("/").split("/")[-1] if job.backend.kind == "transformers" else job.backend.model
+    prefix = CAPTION_GROUP_PREFIX.rstrip("-") if job.task == "caption" else "sft"
+    return f"{prefix}-{slug(job.backend.kind[:2] + '_' + model)}-{slug(job.prompt_version)}"
+
+
+def candidates(root: Path, job: LabelJob, splits: list[str] | None, where: str | None, limit: int | None) -> list[dict]:
+    from manifests.catalog import run_query
+
+    cond = CAPTION_CANDIDATES if job.task == "caption" else ANNOTATE_CANDIDATES
+    if splits:
+        cond += " and split in (" + ", ".join("'" + s.replace("'", "''") + "'" for s in splits) + ")"
+    if where:
+        cond += f" and ({where})"
+    query = f"select * from samples where {cond} order by key" + (f" limit {int(limit)}" if limit else "")
+    con, rel = run_query(root, query)
+    try:
+        cols = rel.columns
+        return [dict(zip(cols, r)) for r in rel.fetchall()]
+    finally:
+        con.close()
+
+
+def labelled_keys(root: Path, job: LabelJob) -> set[str]:
+    """Keys this annotator already labelled with this prompt version (or captioned)."""
+    from manifests.catalog import run_query
+
+    table = "captions" if job.task == "caption" else "semantic_labels"
+    annotator = job.backend.annotator_id().replace("'", "''")
+    version = job.prompt_version.replace("'", "''")
+    con, rel = run_query(root, f"select distinct key from {table} where annotator = '{annotator}' "
+                               f"and prompt_version = '{version}'")
+    try:
+        return {r[0] for r in rel.fetchall()}
+    finally:
+        con.close()
+
+
+def remove_unfinished(root: Path, group: str) -> int:
+    """Files of this group's chunks that have no done marker (a killed run): removed so the chunk can be redone."""
+    done = set(layout.done_markers(root))
+    removed = 0
+    for path in [*root.glob(f"manifest/*/{group}-*.parquet"), *root.glob(f"shards/{group}/*/{group}-*")]:
+        chunk = path.name.split(".")[0]
+        chunk = chunk if path.parent.parent.name == "manifest" else chunk.rsplit("-", 1)[0]
+        if chunk not in done:
+            path.unlink()
+            removed += 1
+    return removed
+
+
+def next_chunk(root: Path, group: str) -> int:
+    numbers = [int(name.rsplit("-", 1)[1]) for name in layout.done_markers(root) if name.rsplit("-", 1)[0] == group]
+    return max(numbers, default=-1) + 1
+
+
+def label_dataset(root: Path, job: LabelJob, runner, shard_cfg, splits=None, where=None, limit=None,
+                  chunk_size: int = 64, command: str = "aig label-semantic", log=print) -> LabelReport:
+    from manifests.catalog import CatalogError, refresh_catalog
+    from pipeline import info, provenance
+    from pipeline.build import BuildError, dataset_lock, read_table, write_run
+
+    if not (root / "catalog.duckdb").is_file():
+        raise LabelError(f"'{root}' is not a dataset (no catalog.duckdb); build one first with `aig build-data -o {root}`")
+    start = time.perf_counter()
+    try:
+        lock = dataset_lock(root)
+        lock.__enter__()
+    except BuildError as e:
+        raise LabelError(str(e).replace("aig build-data", "aig build-data or aig label-semantic")) from None
+    try:
+        removed = remove_unfinished(root, job.group)
+        if removed:
+            log(f"removed {removed} file(s) of an interrupted labelling run; their chunk is redone")
+        refresh_catalog(root)
+        try:
+            rows = candidates(root, job, splits, where, limit)
+            done = labelled_keys(root, job)
+        except CatalogError as e:
+            raise LabelError(str(e)) from None
+        except Exception as e:  # duckdb errors from --where
+            raise LabelError(f"selecting samples failed: {e}") from None
+        todo = [r for r in rows if r["key"] not in done]
+        run_id = f"run-{len(read_table(root, 'runs')) + 1:04d}"
+        report = LabelReport(run_id, job.backend.annotator_id(), job.prompt_version, job.group, len(rows),
+                             len(rows) - len(todo))
+        if todo:
+            _run_chunks(root, job, runner, shard_cfg, todo, chunk_size, run_id, report, log)
+        write_run(root, {
+            "run_id": run_id, "command": command, "status": "complete" if not report.errors else "incomplete",
+            "started_at": provenance.now(), "finished_at": provenance.now(), "config_hash": None,
+            "config": json.dumps({"stage": CAPTION_STAGE if job.task == "caption" else STAGE,
+                                  "annotator": report.annotator, "prompt_version": job.prompt_version,
+                                  "decoding": job.decoding.to_dict(), "purity": job.rules.to_dict(),
+                                  "group": job.group, "splits": splits, "where": where, "limit": limit},
+                                 sort_keys=True),
+            "versions": json.dumps(provenance.library_versions(), sort_keys=True),
+            "git_commit": provenance.git_commit(), "host": provenance.host(), "n_inputs": len(todo),
+            "n_samples": report.labelled, "n_failures": report.failures, "resumed": 0,
+        })
+        info.write_info(root)
+        refresh_catalog(root)
+    finally:
+        lock.__exit__(None, None, None)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _run_chunks(root, job, runner, shard_cfg, todo, chunk_size, run_id, report, log) -> None:
+    from tqdm import tqdm
+
+    from pipeline.runner import LocalExecutor, make_executor
+
+    first = next_chunk(root, job.group)
+    parts = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
+    calls = [(str(root), first + n, part, shard_cfg, run_id) for n, part in enumerate(parts)]
+    # HTTP backends are I/O-bound: their concurrency lives in the backend, in this process
+    executor = LocalExecutor() if job.backend.kind == "openai" else make_executor(runner)
+    report.startup_s = executor.startup_s
+    if executor.startup_s:
+        log(f"ray ready in {executor.startup_s:.1f}s ({executor.address}, {executor.workers} CPUs)")
+    bar = tqdm(total=len(todo), unit="img", desc="caption" if job.task == "caption" else "label",
+               mininterval=1.0, file=sys.stderr, dynamic_ncols=True)
+    try:
+        for i, result in executor.map_actors(LabelWorker, (job,), "run_chunk", calls, runner.gpus_per_worker):
+            if isinstance(result, BaseException):
+                report.errors.append(f"{layout.chunk_name(job.group, first + i)}: {type(result).__name__}: {result}")
+            else:
+                report.labelled += result["labelled"]
+                report.failures += result["failures"]
+                for d, n in result.get("decisions", {}).items():
+                    report.decisions[d] = report.decisions.get(d, 0) + n
+                bar.set_postfix(failed=report.failures, refresh=False)
+            bar.update(len(parts[i]))
+    finally:
+        bar.close()
+        executor.close()

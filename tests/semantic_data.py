@@ -1,0 +1,38 @@
+"""A tiny dataset of semantic-sft records written exactly as the labeling contract says (for training tests)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def write_sft_dataset(root: Path, n_train: int = 8, n_val: int = 2, size=(48, 40)) -> Path:
+    from labeling.records import conversation
+    from labeling.scramble import ScrambleRanges, draw_recipe
+    from manifests.catalog import refresh_catalog
+    from pipeline.chunks import sample_outcome, write_chunk
+    from pipeline.config import ShardConfig
+
+    rng = np.random.default_rng(0)
+    outcomes = []
+    for i in range(n_train + n_val):
+        split = "train" if i < n_train else "val"
+        label = "fake" if i % 2 else "real"
+        arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        if label == "fake":
+            arr[:, : size[0] // 2] = arr[:, : size[0] // 2] // 4  # something to see
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, "PNG")
+        key = f"{i:04d}-sft"
+        incons = [{"category": "anatomy", "description": "the left half is dark"}] if label == "fake" else []
+        extra = {"messages": conversation(label, incons), "scramble": draw_recipe(key, ScrambleRanges()),
+                 "annotator": "test", "prompt_version": "v1", "source_key": f"{i:04d}"}
+        outcomes.append(sample_outcome(key, buf.getvalue(), "png", {"kind": "semantic-sft"}, extra, run_id="run-0001",
+                                       stage="label-semantic", task="semantic-sft", split=split, label=label,
+                                       source_id=f"{i:04d}", group_id=f"{i:04d}", width=size[0], height=size[1]))
+    write_chunk(root, "sft-test-v1", 0, outcomes, ShardConfig(), "label-semantic", "run-0001")
+    refresh_catalog(root)
+    return root

@@ -1,0 +1,89 @@
+"""Resolved configuration of a pixel-branch training run (everything recorded with the checkpoint)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .augment import AugmentRecipe
+
+
+class ConfigError(ValueError):
+    """A training option is invalid; the message names it."""
+
+
+@dataclass
+class PixelConfig:
+    dataset: str = "aig-data/default"
+    output: str = "aig-runs/pixel"
+    model: str = "aig_tinycnn"
+    pretrained: str | None = None     # None/'none', 'hub', or a local file/folder
+    lora_rank: int = 0                # 0 = full fine-tune
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=list)  # module-name suffixes; empty = all Linear/Conv2d
+    drop_rate: float = 0.0
+    augment: AugmentRecipe = field(default_factory=AugmentRecipe)
+    batch_size: int = 16              # crop pairs per step and rank (x2 images)
+    grad_accum: int = 1
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.05
+    max_steps: int = 0                # 0 = from epochs
+    epochs: float = 1.0
+    seed: int = 0
+    loader_workers: int = 1
+    crops_per_pair: int = 4
+    shuffle_buffer: int = 256
+    calib_fraction: float = 0.1       # train pairs held back to calibrate the threshold
+    calibrate_on: str = "holdout"     # holdout (those pairs), val (the val split), both
+    max_tiles: int = 16
+    val_every: int = 0                # steps; 0 = only at the end
+    val_max_pairs: int = 200
+    save_every: int = 0               # steps; 0 = only at the end
+    log_every: int = 10
+    device: str = "auto"
+    amp: str = "auto"                 # auto (bfloat16 autocast on GPU), bf16, fp16, off
+    threads: int = 0                  # torch CPU threads per process; 0 = torch's default
+    num_workers: int = 0              # Ray Train workers; 0 = this process only
+    ray_address: str | None = None
+    resume: bool = False
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PixelConfig":
+        d = dict(d)
+        d["augment"] = AugmentRecipe.from_dict(d.get("augment", {}))
+        return cls(**d)
+
+    def validate(self) -> None:
+        try:
+            self.augment.validate()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        checks = [
+            (self.batch_size >= 1, "--batch-size must be >= 1"),
+            (self.grad_accum >= 1, "--grad-accum must be >= 1"),
+            (self.lr > 0, "--lr must be > 0"),
+            (self.max_steps >= 0 and self.epochs > 0, "--max-steps must be >= 0 and --epochs > 0"),
+            (self.lora_rank >= 0, "--lora-rank must be >= 0 (0 = full fine-tune)"),
+            (self.loader_workers >= 0 and self.num_workers >= 0, "worker counts must be >= 0"),
+            (self.crops_per_pair >= 1 and self.shuffle_buffer >= 1, "--crops-per-pair and --shuffle-buffer must be >= 1"),
+            (0 <= self.calib_fraction < 1, "--calib-fraction must be within [0, 1)"),
+            (self.amp in ("auto", "bf16", "fp16", "off"), "--amp must be auto, bf16, fp16 or off"),
+            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "--device must be auto, cpu or cuda[:N]"),
+            (self.max_tiles >= 1, "--max-tiles must be >= 1"),
+            (self.calibrate_on in ("holdout", "val", "both"), "--calibrate-on must be holdout, val or both"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        if self.pretrained not in (None, "", "none", "hub"):
+            from pathlib import Path
+
+            if not Path(self.pretrained).exists():
+                raise ConfigError(f"--pretrained {self.pretrained!r}: no such file or folder (use a path, 'hub' or 'none')")

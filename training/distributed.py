@@ -1,0 +1,60 @@
+"""Ray Train: the same loop as a TorchTrainer with DDP (gloo on CPU, nccl on GPU), one shard share per rank."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+
+def _pixel_worker(config: dict) -> None:
+    import ray.train
+    import torch
+
+    from .config import PixelConfig
+    from .pixel import run_pixel
+
+    ctx = ray.train.get_context()
+    cfg = PixelConfig.from_dict(config)
+    cfg.threads = cfg.threads or 1
+    if torch.cuda.is_available():
+        cfg.device = "cuda"
+    summary = run_pixel(cfg, ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank())
+    if ctx.get_world_rank() == 0:
+        (Path(cfg.output) / "summary.json").write_text(json.dumps(summary, indent=1))
+
+
+def run_on_ray(cfg, worker_fn=_pixel_worker) -> dict:
+    """Run `worker_fn(cfg dict)` on cfg.num_workers Ray Train workers; returns rank 0's summary.json."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    address = cfg.ray_address or os.environ.get("RAY_ADDRESS") or None
+    owned = not ray.is_initialized()
+    if owned:
+        common = dict(include_dashboard=False, logging_level=logging.ERROR)
+        if address:
+            ray.init(address=address, **common)
+        else:
+            ray.init(num_cpus=max(cfg.num_workers, os.cpu_count() or 1), object_store_memory=256 * 1024**2, **common)
+    try:
+        use_gpu = ray.cluster_resources().get("GPU", 0) >= cfg.num_workers and cfg.device != "cpu"
+        out = Path(cfg.output).resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").unlink(missing_ok=True)
+        d = cfg.to_dict()
+        d.update(output=str(out), dataset=str(Path(cfg.dataset).resolve()), progress=False)
+        trainer = TorchTrainer(worker_fn, train_loop_config=d,
+                               scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu,
+                                                            resources_per_worker={"CPU": 1}),
+                               torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+                               run_config=RunConfig(storage_path=str(out / "ray"), name="train"))
+        trainer.fit()
+        return json.loads((out / "summary.json").read_text())
+    finally:
+        if owned:
+            ray.shutdown()

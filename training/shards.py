@@ -1,0 +1,43 @@
+"""Where a branch's training data is: shard lists, pair counts and run ids from the dataset's catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """The dataset lacks what training needs; the message says what to build."""
+
+
+def _rows(root: Path, query: str) -> list[tuple]:
+    from manifests.catalog import CatalogError, run_query
+
+    try:
+        con, rel = run_query(root, query)
+    except CatalogError as e:
+        raise DataError(str(e)) from None
+    try:
+        return rel.fetchall()
+    finally:
+        con.close()
+
+
+def split_shards(root: Path, task: str, split: str) -> list[str]:
+    """Absolute paths of the tars holding `task` samples of `split` (sorted; from the catalog only)."""
+    rows = _rows(root, f"select distinct shard from samples where task = '{task}' and split = '{split}' order by 1")
+    missing = [r[0] for r in rows if not (root / r[0]).is_file()]
+    if missing:
+        raise DataError(f"shard {missing[0]} listed in the catalog is missing under {root}; run `aig verify {root}`")
+    return [str(root / r[0]) for r in rows]
+
+
+def split_keys(root: Path, task: str, split: str) -> set[str]:
+    return {r[0] for r in _rows(root, f"select key from samples where task = '{task}' and split = '{split}'")}
+
+
+def count_pairs(root: Path, split: str) -> int:
+    return _rows(root, f"select count(distinct pair_id) from samples where task = 'pixel' and split = '{split}'")[0][0]
+
+
+def run_ids(root: Path, task: str) -> list[str]:
+    return [r[0] for r in _rows(root, f"select distinct run_id from samples where task = '{task}' order by 1")]
