@@ -95,6 +95,17 @@ class RayCluster:
                 raise RuntimeError(f"the Ray cluster at {self.address} did not show {n} nodes:\n{out.stderr[-2000:]}")
             time.sleep(1)
 
+    def actor_nodes(self, class_name: str) -> list[str]:
+        """Node ids of every actor of that class the cluster ran, finished ones included (GCS actor table)."""
+        code = ("import json, ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
+                "from ray._private import state; "  # the public ray.util.state needs the dashboard, not started here
+                "print(json.dumps([[a['ActorClassName'], a['Address']['NodeID']] for a in state.actors().values()]))"
+                ) % self.address
+        out = subprocess.run([sys.executable, "-c", code], env=ray_env(), capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(f"listing the actors of {self.address} failed:\n{out.stderr[-2000:]}")
+        return [node for cls, node in json.loads(out.stdout.strip().splitlines()[-1]) if cls == class_name]
+
     def processes(self) -> list:
         import psutil
 

@@ -1,4 +1,4 @@
-"""`aig build-data --ray-address` on a real two-node Ray cluster started on this machine."""
+"""`aig build-data` and `aig train --num-workers 2` with --ray-address on a real two-node Ray cluster on this machine."""
 
 from __future__ import annotations
 
@@ -50,3 +50,24 @@ def test_build_data_spreads_over_two_nodes_and_equals_single_node(cluster, build
     assert len(tar_digests(single)) >= 8
     assert tar_digests(multi) == tar_digests(single)
     run_aig("verify", multi)
+
+
+TRAIN = ["train", "--num-workers", "2", "--max-steps", "3", "--loader-workers", "0", "--crop-size", "32",
+         "--batch-size", "4", "--crops-per-pair", "2", "--threads", "1", "--no-progress", "--warmup-steps", "2",
+         "--log-every", "1"]
+
+
+@pytest.mark.slow  # two Ray Train runs of 3 DDP steps: about 1 min each on a shared 2-core machine
+def test_train_two_workers_on_two_nodes_equals_single_node(cluster, builds, tmp_path):
+    multi, single, _ = builds
+    run_aig(*TRAIN, "-d", multi, "-o", tmp_path / "multi", "--ray-address", cluster.address)
+    # one 1-CPU Ray Train worker per 1-CPU node: the two DDP ranks ran on different nodes
+    assert sorted(cluster.actor_nodes("RayTrainWorker")) == sorted(cluster.nodes.values())
+    run_aig(*TRAIN, "-d", single, "-o", tmp_path / "single")  # a local Ray on this process's machine
+    weights = [(tmp_path / run / "final" / "model.safetensors").read_bytes() for run in ("multi", "single")]
+    assert weights[0] == weights[1]
+    metrics = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+               for run in ("multi", "single")]
+    losses = [[m["loss"] for m in rows if "loss" in m] for rows in metrics]
+    assert len(losses[0]) == 3 and losses[0] == losses[1]
+    assert [m for m in metrics[0] if "threshold" in m] == [m for m in metrics[1] if "threshold" in m]
