@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -139,6 +140,8 @@ class RayCluster:
             except psutil.NoSuchProcess:
                 pass
         psutil.wait_procs(alive, timeout=10)
+        if not self.processes():
+            shutil.rmtree(self.temp_dir, ignore_errors=True)  # Ray's logs and sockets of this cluster
 
 
 def start_cluster() -> RayCluster:
