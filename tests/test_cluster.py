@@ -39,7 +39,7 @@ def _nodes_by_stage(dataset) -> dict[str, set[str]]:
     return out
 
 
-@pytest.mark.slow  # 45 s on an idle 2-core machine, about 2 min when it is shared
+@pytest.mark.slow  # 50 s on the 2-core machine at load 3 (cluster start/stop ~20 s), ~2 min at load 8
 def test_build_data_spreads_over_two_nodes_and_equals_single_node(cluster, builds):
     multi, single, proc = builds
     assert f"({cluster.address}, 2 CPUs)" in proc.stderr
@@ -57,7 +57,7 @@ TRAIN = ["train", "--num-workers", "2", "--max-steps", "3", "--loader-workers", 
          "--log-every", "1"]
 
 
-@pytest.mark.slow  # two Ray Train runs of 3 DDP steps: about 1 min each on a shared 2-core machine
+@pytest.mark.slow  # two Ray Train runs of 3 DDP steps: 60 s together at load 3
 def test_train_two_workers_on_two_nodes_equals_single_node(cluster, builds, tmp_path):
     multi, single, _ = builds
     run_aig(*TRAIN, "-d", multi, "-o", tmp_path / "multi", "--ray-address", cluster.address)
