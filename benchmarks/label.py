@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,14 +36,16 @@ END = "<!-- bench-label:end -->"
 
 
 def build_dataset(work: Path, n: int, size: int) -> Path:
+    """N generated PNGs ingested in-process (`aig build-data --stages ingest --executor local`)."""
     from corpus import make_images
+
+    from pipeline.build import build
+    from pipeline.config import load_config
 
     make_images(work / "imgs", n, size=(size, size), fmt="PNG")
     out = work / "ds"
-    aig = Path(sys.executable).with_name("aig")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0")
-    subprocess.run([str(aig), "build-data", "-o", str(out), "--input-dir", str(work / "imgs"), "--stages", "ingest",
-                    "--executor", "local", "--size", str(size)], check=True, env=env, capture_output=True)
+    build(load_config(None, {"output": str(out), "inputs.folders": [str(work / "imgs")], "stages": ["ingest"],
+                             "runner.executor": "local", "ingest.size": size}))
     return out
 
 

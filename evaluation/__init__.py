@@ -1,1 +1,1 @@
-"""Evaluation, fusion and audits (issue 6)."""
+"""Evaluation of the two-branch detector: metrics, fusion, benchmarks, robustness, audit, report."""

@@ -101,6 +101,19 @@ def next_chunk(root: Path, group: str) -> int:
 
 def label_dataset(root: Path, job: LabelJob, runner, shard_cfg, splits=None, where=None, limit=None,
                   chunk_size: int = 64, command: str = "aig label-semantic", log=print) -> LabelReport:
+    from pipeline.build import disk_full_error
+    from pipeline.shards import is_disk_full
+
+    try:
+        return _label_dataset(root, job, runner, shard_cfg, splits, where, limit, chunk_size, command, log)
+    except Exception as e:  # a Ray task error wraps the worker's OSError
+        if is_disk_full(e):
+            raise LabelError(str(disk_full_error(root, e))) from None
+        raise
+
+
+def _label_dataset(root: Path, job: LabelJob, runner, shard_cfg, splits, where, limit, chunk_size, command,
+                   log) -> LabelReport:
     from manifests.catalog import CatalogError, refresh_catalog
     from pipeline import info, provenance
     from pipeline.build import BuildError, dataset_lock, read_table, write_run
@@ -155,6 +168,7 @@ def _run_chunks(root, job, runner, shard_cfg, todo, chunk_size, run_id, report, 
     from tqdm import tqdm
 
     from pipeline.runner import LocalExecutor, make_executor
+    from pipeline.shards import is_disk_full
 
     first = next_chunk(root, job.group)
     parts = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
@@ -168,6 +182,8 @@ def _run_chunks(root, job, runner, shard_cfg, todo, chunk_size, run_id, report, 
                mininterval=1.0, file=sys.stderr, dynamic_ncols=True)
     try:
         for i, result in executor.map_actors(LabelWorker, (job,), "run_chunk", calls, runner.gpus_per_worker):
+            if isinstance(result, BaseException) and is_disk_full(result):
+                raise result  # label_dataset turns it into a clear error; other chunks cannot do better
             if isinstance(result, BaseException):
                 report.errors.append(f"{layout.chunk_name(job.group, first + i)}: {type(result).__name__}: {result}")
             else:

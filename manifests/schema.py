@@ -112,3 +112,13 @@ def parquet_bytes(table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue().to_pybytes()
+
+
+def _eval_tables() -> dict:
+    """Evaluation tables (issue 6), appended so they show up as catalog views."""
+    from evaluation.tables import EVAL_TABLES
+
+    return EVAL_TABLES
+
+
+TABLES.update(_eval_tables())

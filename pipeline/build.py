@@ -21,7 +21,7 @@ from .config import BuildConfig
 from .model_stages import MODEL_STAGES, run_stage, stage_jobs
 from .plan import hash_inputs, make_plan
 from .runner import make_executor
-from .shards import atomic_write
+from .shards import atomic_write, is_disk_full
 from .sources import enumerate_inputs
 
 
@@ -42,6 +42,20 @@ class BuildReport:
     ray_startup_s: float
     by_stage: dict[str, tuple[int, int]]  # stage -> (samples, failures) written by this run
     location: str | None = None  # the URL of a dataset on object storage (root is then its local mirror)
+
+
+def disk_full_error(root: Path, e: BaseException) -> BuildError:
+    """The message for a full disk: which dataset, how much is free, and how to go on."""
+    try:
+        free = f"{shutil.disk_usage(root).free / 2**20:.1f} MiB free now"
+    except OSError:
+        free = "free space unknown"
+    cause = getattr(e, "cause", None) or e
+    return BuildError(
+        f"the disk holding dataset '{root}' is full ({free}; {type(cause).__name__}: {cause}). "
+        "Finished chunks are kept and no partial shard has a final name: free some space on that disk "
+        "(or move the dataset folder to a bigger one) and re-run the same command to resume."
+    )
 
 
 def log(msg: str) -> None:
@@ -189,6 +203,8 @@ def _run_ingest(root: Path, cfg: BuildConfig, run_id: str, plan: list[dict], laz
                file=sys.stderr, dynamic_ncols=True)
     try:
         for i, result in executor.map(ingest.run_chunk, calls):
+            if isinstance(result, BaseException) and is_disk_full(result):
+                raise result  # no use retrying input by input: build() reports it
             if isinstance(result, BaseException):
                 log(f"chunk {todo[i]} crashed ({type(result).__name__}); processing its inputs one by one")
                 result = _isolate_chunk(executor, calls[i])
@@ -233,6 +249,16 @@ def build(cfg: BuildConfig, command: str = "aig build-data", overwrite: bool = F
     store = storage.open_output(cfg.output)  # a local folder, or a URL whose manifest the driver mirrors
     root = store.local
     start = time.perf_counter()
+    try:
+        return _build(store, cfg, command, overwrite, start)
+    except Exception as e:  # a Ray task error wraps the worker's OSError
+        if is_disk_full(e):
+            raise disk_full_error(root, e) from None
+        raise
+
+
+def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float) -> BuildReport:
+    root = store.local
     with dataset_lock(root):
         if overwrite:
             _clear(store)
@@ -256,6 +282,8 @@ def build(cfg: BuildConfig, command: str = "aig build-data", overwrite: bool = F
                 errors += run_stage(root, cfg, run_id, stage, lazy, stage_job_list, store.url)
         finally:
             lazy.close()
+        for tmp in layout.temp_files(root):
+            tmp.unlink(missing_ok=True)  # left by a worker killed mid-write (its task was retried)
         store.pull()
         mine = [m for m in layout.done_markers(root).values() if m.get("run_id") == run_id]
         by_stage: dict[str, tuple[int, int]] = {}

@@ -238,6 +238,78 @@ def regenerate(
         raise typer.Exit(1)
 
 
+# --- evaluation (issue 6): bodies in evaluation/cli.py -------------------------------------------
+PixelOpt = Annotated[Optional[str], typer.Option("--pixel", help="Pixel-branch checkpoint (aig train-pixel).")]
+SemModelOpt = Annotated[Optional[str], typer.Option("--semantic-model", help="Semantic-branch VLM: hub id or path (base model).")]
+SemAdapterOpt = Annotated[Optional[str], typer.Option("--semantic-adapter", help="LoRA adapter folder for the VLM (aig train-semantic).")]
+TauOpt = Annotated[str, typer.Option("--tau", help="Pixel threshold: fake if P(fake) > tau; 'calibrated' = the checkpoint's own.")]
+FusionOpt = Annotated[str, typer.Option("--fusion", help="or (fake if pixel > tau OR the VLM says fake) or mean (score-level).")]
+WeightOpt = Annotated[float, typer.Option("--weight", help="mean fusion: weight of the pixel score.")]
+ConstrainedOpt = Annotated[bool, typer.Option("--constrained", help="Decode VLM answers under their JSON schema (llguidance; compact JSON), e.g. for an untrained VLM.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for inference [default: half the cores, at most 4].")]
+
+
+@app.command()
+def evaluate(
+    dataset: DatasetArg = Path(DEFAULT_OUTPUT),
+    split: Annotated[str, typer.Option(help="Dataset split to score, or none (benchmarks only).")] = "test",
+    benchmark: Annotated[Optional[list[str]], typer.Option("--benchmark", "-b", help="[NAME=]folder (0_real/1_fake, real/fake, nature/ai) or CSV/Parquet path,label[,generator]. Repeatable.")] = None,
+    pixel: PixelOpt = None, semantic_model: SemModelOpt = None, semantic_adapter: SemAdapterOpt = None,
+    tau: TauOpt = "0.5", fusion: FusionOpt = "or", weight: WeightOpt = 0.5,
+    sweep: Annotated[bool, typer.Option("--sweep", help="Robustness sweep: JPEG 95/75/50, resize 0.5x/2x, centre crop 0.75.")] = False,
+    perturb: Annotated[Optional[list[str]], typer.Option("--perturb", help="Extra post-processing: jpegQ, resizeF, cropF. Repeatable.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per pixel batch (VLM: a quarter).")] = 16,
+    max_new_tokens: Annotated[int, typer.Option(help="VLM answer length limit.")] = 256,
+    threads: ThreadsOpt = None, constrained: ConstrainedOpt = False,
+) -> None:
+    """Score a dataset's test split and/or benchmarks: each branch, fused; tables, plots, Parquet in the catalog."""
+    from evaluation.cli import evaluate as run
+
+    run(dataset, split, benchmark or [], pixel, semantic_model, semantic_adapter, tau, fusion, weight, sweep,
+        perturb or [], batch_size, max_new_tokens, threads, constrained)
+
+
+@app.command()
+def predict(
+    paths: Annotated[list[Path], typer.Argument(help="Images or folders.")],
+    pixel: PixelOpt = None, semantic_model: SemModelOpt = None, semantic_adapter: SemAdapterOpt = None,
+    tau: TauOpt = "0.5", fusion: FusionOpt = "or", weight: WeightOpt = 0.5,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    max_new_tokens: Annotated[int, typer.Option(help="VLM answer length limit.")] = 256,
+    threads: ThreadsOpt = None, constrained: ConstrainedOpt = False,
+) -> None:
+    """Per image: verdict, both branch scores, which branch fired, the VLM's named inconsistencies."""
+    from evaluation.cli import predict as run
+
+    run(paths, pixel, semantic_model, semantic_adapter, tau, fusion, weight, json_out, max_new_tokens, threads, constrained)
+
+
+@app.command()
+def audit(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder.")] = Path(DEFAULT_OUTPUT),
+    threshold: Annotated[float, typer.Option(help="Flag an attribute whose one-feature AUROC exceeds this.")] = 0.6,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a shortcut is found.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Shortcut audit: format, JPEG quality, size, aspect, EXIF, file size, mode per split and class."""
+    from evaluation.cli import audit as run
+
+    run(dataset, threshold, strict, json_out)
+
+
+@app.command()
+def report(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder.")] = Path(DEFAULT_OUTPUT),
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="HTML file [default: DATASET/report.html].")] = None,
+    pairs: Annotated[int, typer.Option(help="Pixel pairs in the gallery.")] = 6,
+    threshold: Annotated[float, typer.Option(help="Audit threshold.")] = 0.6,
+) -> None:
+    """One static HTML page: counts, provenance, pair gallery, semantic fakes, audit, evaluation."""
+    from evaluation.cli import report as run
+
+    run(dataset, output, pairs, threshold)
+
+
 @app.command("label-semantic")
 def label_semantic(
     dataset: DatasetArg = Path(DEFAULT_OUTPUT),

@@ -12,6 +12,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .jpeg_quality import estimate_quality
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
+# Leading bytes of the allowed formats: such a file that Pillow cannot open has a damaged header.
+MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF87a": "GIF", b"GIF89a": "GIF",
+         b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
 
 # Rejection reasons, as stored in the failures table.
 EMPTY_FILE = "empty_file"
@@ -56,12 +59,27 @@ def _open(data: bytes) -> Image.Image:
     except Image.DecompressionBombError as e:
         raise Rejected(TOO_LARGE, str(e)) from None
     except (OSError, SyntaxError, ValueError) as e:
+        _check_riff_size(data)
         raise Rejected(DECODE_ERROR, f"header: {e}") from None
     try:  # identify only: never decode a format outside the allow-list
         fmt = Image.open(io.BytesIO(data)).format
     except Exception:
+        magic = next((fmt for m, fmt in MAGIC.items() if data.startswith(m)), None)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            magic = "WEBP"
+        if magic:
+            _check_riff_size(data)
+            raise Rejected(DECODE_ERROR, f"{magic} signature but the header does not parse") from None
         raise Rejected(NOT_AN_IMAGE, "no image format recognised") from None
     raise Rejected(UNSUPPORTED_FORMAT, f"{fmt} is not one of {', '.join(ALLOWED_FORMATS)}")
+
+
+def _check_riff_size(data: bytes) -> None:
+    """WebP (RIFF) states its length up front: fewer bytes than that is a truncated file."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 12:
+        declared = int.from_bytes(data[4:8], "little") + 8
+        if declared > len(data):
+            raise Rejected(TRUNCATED, f"WEBP: {len(data)} of {declared} bytes")
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -126,6 +126,8 @@ def run_stage(root: Path, cfg: BuildConfig, run_id: str, stage: str, lazy, jobs:
     """
     from tqdm import tqdm
 
+    from .shards import is_disk_full
+
     sources = [("", real_chunks(root))]
     if stage == "generate" and cfg.generate.prompt_files:
         sources.append(("-prompts", prompt_chunks(cfg)))
@@ -149,6 +151,8 @@ def run_stage(root: Path, cfg: BuildConfig, run_id: str, stage: str, lazy, jobs:
             for i, result in lazy.get().map_actors(job.worker, (job.spec, job.section), "run_chunk", calls,
                                                  cfg.runner.gpus_per_worker):
                 group, k, n = todo[i]
+                if isinstance(result, BaseException) and is_disk_full(result):
+                    raise result  # build() turns it into a clear error; retrying other chunks cannot help
                 if isinstance(result, BaseException):
                     errors.append(f"{layout.chunk_name(group, k)}: {type(result).__name__}: {result}")
                 else:

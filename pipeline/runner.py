@@ -70,7 +70,9 @@ class RayExecutor:
             if address:
                 ray.init(address=address, **common)
             else:
-                ray.init(num_cpus=cfg.workers or os.cpu_count() or 1, object_store_memory=256 * 1024**2, **common)
+                # address="local": a fresh Ray of our own, never a `ray start` cluster found in /tmp/ray by chance
+                ray.init(address="local", num_cpus=cfg.workers or os.cpu_count() or 1,
+                         object_store_memory=256 * 1024**2, **common)
         self.startup_s = time.perf_counter() - start
         self.address = address or "local"
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))

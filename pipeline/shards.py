@@ -92,14 +92,36 @@ def _padded(n: int) -> int:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, fsync, then rename into place."""
+    """Write to a temporary name in the same folder, fsync, then rename into place.
+
+    A failed write (e.g. a full disk) removes its temporary file, so it does not hold on to space.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def is_disk_full(e: BaseException | None) -> bool:
+    """True for ENOSPC/EDQUOT, also when wrapped (a Ray task error's cause, or an exception's __cause__)."""
+    import errno
+
+    seen = 0
+    while e is not None and seen < 8:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
+            return True
+        e = getattr(e, "cause", None) or e.__cause__
+        seen += 1
+    return False
 
 
 def write_shard(path: Path, samples: list[Sample]) -> WrittenShard:

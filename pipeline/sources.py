@@ -54,9 +54,27 @@ def from_folder(folder: str) -> list[InputItem]:
         dirnames.sort()
         for name in filenames:
             p = Path(dirpath, name)
-            if p.is_file():
+            if p.is_file():  # a symlink to a file counts as its target (listed once with it)
                 items.append(InputItem(str(p.resolve()), str(p.resolve())))
+            elif p.is_symlink():  # dangling or a loop: recorded, not silently skipped
+                items.append(InputItem(str(p.absolute()), str(p.absolute()), error=_broken_link(p)))
     return sorted(items, key=lambda i: i.input_path)
+
+
+def _broken_link(p: Path) -> str:
+    try:
+        target = os.readlink(p)
+    except OSError as e:
+        target = f"? ({e.strerror})"
+    return f"missing: {p} is a broken symlink (to {target}: dangling or a loop)"
+
+
+def _resolve(p: Path) -> Path | None:
+    """The real path, or None for a symlink loop (Python 3.11 raises RuntimeError, later ones OSError)."""
+    try:
+        return p.resolve()
+    except (RuntimeError, OSError):
+        return None
 
 
 def _rows_from_list(name: str, data: bytes) -> list[dict]:
@@ -72,16 +90,15 @@ def _rows_from_list(name: str, data: bytes) -> list[dict]:
     return [{"path": line.strip()} for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _list_entry(list_file: str, raw: str) -> str:
-    """An entry of a list as a path or URL; relative entries are relative to the list's folder."""
+def _remote_entry(list_file: str, raw: str) -> str | None:
+    """A list entry naming an object: a URL, or a relative path in a list that is itself at a URL."""
     if storage.is_url(raw):
         return raw
     if storage.is_url(list_file) and not raw.startswith("/"):
         base, _, _ = list_file.rpartition("/")
         scheme, _, rest = base.partition("://")
         return f"{scheme}://{posixpath.normpath(posixpath.join(rest, raw))}"
-    p = Path(raw)
-    return str((p if p.is_absolute() else Path(list_file).parent / p).resolve())
+    return None
 
 
 def from_list(list_file: str, origin: str = "list") -> list[InputItem]:
@@ -99,16 +116,26 @@ def from_list(list_file: str, origin: str = "list") -> list[InputItem]:
     items = []
     for row in rows:
         raw = str(row[column] or "").strip()
-        p = _list_entry(list_file, raw)
+        url = _remote_entry(list_file, raw) if raw else None
+        broken = False
+        if url is None:
+            listed = Path(raw) if Path(raw).is_absolute() else Path(list_file).parent / raw
+            broken = bool(raw) and listed.is_symlink() and not listed.is_file()  # dangling, or a loop
+            p = listed.absolute() if broken else (_resolve(listed) or listed.absolute())
         caption = (row.get("caption") or None) if isinstance(row.get("caption"), str) else None
         group = str(row["group"]) if row.get("group") not in (None, "") else None
         error = None
         if not raw:
             error = "missing: empty path in list"
-        elif not storage.is_url(p) and not Path(p).is_file():
-            error = f"missing: no such file {p}"  # a URL that is missing fails when planning reads it
-        name = f"embedded:{raw}" if origin == "embedded" else p  # embedded inputs: same id on every machine
-        items.append(InputItem(name, p, caption=caption, group=group, origin=origin, error=error))
+        elif url is not None:
+            pass  # an object that is missing fails when planning reads it (reason: missing)
+        elif broken:
+            error = _broken_link(listed)
+        elif not p.is_file():
+            error = f"missing: no such file {p}"
+        where = url or str(p)
+        name = f"embedded:{raw}" if origin == "embedded" else where  # embedded inputs: same id on every machine
+        items.append(InputItem(name, where, caption=caption, group=group, origin=origin, error=error))
     return items
 
 
@@ -156,19 +183,27 @@ def from_shards(spec: str) -> list[InputItem]:
 def _shard_items(shard: str) -> list[InputItem]:
     samples: dict[str, dict[str, tarfile.TarInfo]] = {}
     order: list[str] = []
-    with (storage.open_binary(shard) if storage.is_url(shard) else open(shard, "rb")) as f, \
+    remote = storage.is_url(shard)
+    shard_size = storage.size(shard) if remote else os.path.getsize(shard)
+    broken: str | None = None
+    with (storage.open_binary(shard) if remote else open(shard, "rb")) as f, \
             tarfile.open(fileobj=f, mode="r:") as tf:
         captions: dict[str, str] = {}
-        for m in tf:
-            if not m.isfile():
-                continue
-            key, ext = _sample_key(m.name)
-            if key not in samples:
-                samples[key] = {}
-                order.append(key)
-            samples[key][ext] = m
-            if ext in ("txt", "caption") and m.size < 100_000:
-                captions[key] = tf.extractfile(m).read().decode("utf-8", "replace").strip()
+        try:
+            for m in tf:
+                if m.isdir():
+                    continue
+                key, ext = _sample_key(m.name)
+                if not m.isfile():  # symlink, hard link, device...: never followed nor read
+                    ext = f"{ext} ({'link' if m.issym() or m.islnk() else 'special file'})"
+                if key not in samples:
+                    samples[key] = {}
+                    order.append(key)
+                samples[key][ext] = m
+                if ext in ("txt", "caption") and m.size < 100_000 and m.offset_data + m.size <= shard_size:
+                    captions[key] = tf.extractfile(m).read().decode("utf-8", "replace").strip()
+        except tarfile.TarError as e:  # cut short or damaged: keep the members read so far
+            broken = f"unreadable_shard: {e} after {len(order)} samples"
     items = []
     for key in order:
         members = samples[key]
@@ -178,8 +213,12 @@ def _shard_items(shard: str) -> list[InputItem]:
                                    error=f"no_image_member: sample has only {', '.join(sorted(members))}"))
             continue
         m = members[image_ext]
+        short = m.offset_data + m.size > shard_size
         items.append(InputItem(f"{shard}#{m.name}", shard, offset=m.offset_data, size=m.size,
-                               caption=captions.get(key) or None, origin="shards"))
+                               caption=captions.get(key) or None, origin="shards",
+                               error="truncated: member data runs past the end of the shard" if short else None))
+    if broken:
+        items.append(InputItem(f"{shard}#(end)", shard, origin="shards", error=broken))
     return items
 
 

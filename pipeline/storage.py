@@ -87,6 +87,11 @@ def isfile(url: str) -> bool:
     return fs.isfile(path)
 
 
+def size(url: str) -> int:
+    fs, path = filesystem(url)
+    return fs.size(path)
+
+
 def open_binary(url: str):
     fs, path = filesystem(url)
     return fs.open(path, "rb")

@@ -33,6 +33,10 @@ from pipeline.decode import (  # noqa: E402  (the reasons the ingest stage recor
 )
 
 DUPLICATE = "duplicate"
+MISSING = "missing"
+READ_ERROR = "read_error"
+NO_IMAGE_MEMBER = "no_image_member"
+UNREADABLE_SHARD = "unreadable_shard"
 
 REASONS = (
     GOOD,
@@ -45,10 +49,76 @@ REASONS = (
     TOO_SMALL,
     TOO_LARGE,
     DUPLICATE,
+    MISSING,
+    READ_ERROR,
+    NO_IMAGE_MEMBER,
+    UNREADABLE_SHARD,
 )
 
 TEST_MIN_SIZE = 32
 TEST_MAX_PIXELS = 50_000_000
+
+# Why each planted file gets its outcome (docs/bad-inputs.md is generated from this: `python tests/corpus.py --markdown`).
+WHY = {
+    "good/rgb.jpg": "baseline JPEG",
+    "good/rgb.png": "baseline PNG",
+    "good/lossy.webp": "baseline lossy WebP",
+    "good/rgb.tiff": "LZW TIFF: allowed format",
+    "good/rgb.bmp": "BMP: allowed format",
+    "good/still.gif": "a single-frame GIF is a still image",
+    "good/orientation6.jpg": "EXIF orientation is applied: stored 120x80, kept as 80x120",
+    "good/orientation9.jpg": "an invalid EXIF orientation (9) is ignored, not an error",
+    "good/trailing_garbage.jpg": "bytes after the JPEG end marker (a zip appended) are ignored by the decoder",
+    "modes/palette_transparent.png": "palette + transparency: composited on white",
+    "modes/rgba.png": "alpha: composited on white",
+    "modes/la.png": "grey + alpha: composited on white, then RGB",
+    "modes/grey.jpg": "greyscale: converted to RGB",
+    "modes/bilevel.png": "1-bit: converted to RGB",
+    "modes/cmyk.jpg": "CMYK JPEG: converted to RGB",
+    "modes/cmyk.tiff": "CMYK TIFF: converted to RGB",
+    "modes/grey16.png": "16-bit grey PNG: scaled to 8 bits (/257)",
+    "modes/grey16.tiff": "16-bit grey TIFF: scaled to 8 bits (/257)",
+    "modes/rgb16.png": "48-bit RGB PNG: Pillow reads it as 8-bit RGB",
+    "names/UPPER.JPG": "upper-case extension",
+    "names/été photo.jpg": "space and non-ASCII letters in the name",
+    "names/new\nline.jpg": "a newline in the file name: the path is stored as is",
+    "names/really_png.jpg": "wrong extension (PNG bytes): the content decides",
+    "names/really_jpeg.png": "wrong extension (JPEG bytes): the content decides",
+    "names/really_webp.gif": "wrong extension (WebP bytes): the content decides",
+    "bad/empty.jpg": "0 bytes",
+    "bad/notes.txt": "text",
+    "bad/noise.bin": "random bytes",
+    "bad/fake.jpg": "an HTML error page saved as .jpg",
+    "bad/vector.svg": "SVG is text, not a raster format Pillow reads",
+    "bad/icon.ico": "ICO: a format outside the allow-list is never decoded",
+    "bad/portable.ppm": "PPM: outside the allow-list",
+    "bad/image.tga": "TGA: outside the allow-list",
+    "bad/truncated.jpg": "JPEG cut at 60%",
+    "bad/truncated.png": "PNG cut at 60%",
+    "bad/truncated.webp": "WebP cut at 60%: fewer bytes than its RIFF header states",
+    "bad/corrupt.jpg": "a run of 0xFF in the entropy-coded data ends in a bogus marker",
+    "flips/scan_bitflip.jpg": "one flipped bit in the entropy-coded data: JPEG has no checksum, "
+                              "the image decodes with local damage and is kept",
+    "flips/table_bitflip.jpg": "a flipped byte in the Huffman table: the data stream no longer decodes",
+    "flips/idat_bitflip.png": "one flipped bit in the compressed data: zlib/CRC checks fail",
+    "flips/ihdr_bitflip.png": "one flipped bit in the header: its CRC fails, the PNG signature stays",
+    "flips/zero_height.png": "a header that says 0 rows",
+    "flips/data_bitflip.webp": "one flipped bit in the VP8 data: no checksum, decodes with local damage",
+    "flips/header_bitflip.webp": "one flipped bit in the VP8 frame header: the decoder fails",
+    "bad/animated.gif": "3 frames: a frame of an animation is not a photograph",
+    "bad/animated.webp": "3 frames",
+    "bad/animated.png": "APNG, 3 frames",
+    "bad/tiny.png": "20x20, below --min-size",
+    "bad/one_by_one.png": "1x1",
+    "bad/strip.png": "4000x2: the short side is below --min-size",
+    "bad/bomb.png": "20000x20000 1-bit PNG in ~60 KB: rejected from the header, never decoded",
+    "bad/big.png": "9000x9000 = 81 Mpx: over --max-pixels (50 Mpx here)",
+    "bad/bomb.jpg": "a 4 KB JPEG whose header says 60000x60000: rejected before decoding",
+    "bad/bomb.gif": "a tiny GIF whose header says 65535x65535: rejected before decoding",
+    "more/copy of rgb.png": "byte-identical to good/rgb.png, which sorts first and is kept",
+    "links/dangling.jpg": "a symlink to a file that does not exist",
+    "links/loop.jpg": "a symlink to itself (ELOOP)",
+}
 
 
 class CorpusError(RuntimeError):
@@ -162,6 +232,24 @@ def _truncate(data: bytes, what: str) -> bytes:
     return cut
 
 
+def _flip(data: bytes, pos: int, mask: int) -> bytes:
+    b = bytearray(data)
+    b[pos] ^= mask
+    return bytes(b)
+
+
+def _flipped(data: bytes, pos: int, mask: int, want_error: bool) -> bytes:
+    """data with byte `pos` XOR `mask`; checked: decoding fails (not as truncation) iff want_error."""
+    bad = _flip(data, pos, mask)
+    try:
+        err = _load_error(bad)
+    except Exception as e:  # noqa: BLE001 - the header no longer parses
+        err = e
+    if want_error != (err is not None) or (err is not None and _is_truncation(err)):
+        raise CorpusError(f"flipping byte {pos} with {mask:#x}: Pillow gave {err!r}, wanted an error: {want_error}")
+    return bad
+
+
 def _corrupt_jpeg(data: bytes, rng: np.random.Generator) -> bytes:
     """Overwrite the middle tenth of a JPEG with garbage so the header parses but decoding raises.
 
@@ -224,6 +312,12 @@ def make_corpus_with_sizes(root: pathlib.Path, seed: int = 0) -> tuple[dict[str,
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
     put("good/orientation6.jpg", _encode(_rgb(rng, 120, 80), "JPEG", quality=90, exif=exif), GOOD, (80, 120))
+    exif9 = Image.Exif()
+    exif9[0x0112] = 9  # not a valid orientation (1..8)
+    put("good/orientation9.jpg", _encode(_rgb(rng, 120, 80), "JPEG", quality=90, exif=exif9), GOOD, (120, 80))
+    w, h = dims()
+    put("good/trailing_garbage.jpg", _encode(_rgb(rng, w, h), "JPEG", quality=90) + b"PK\x03\x04" + bytes(200),
+        GOOD, (w, h))
 
     # ---- good: unusual modes ------------------------------------------------------------------
     w, h = dims()
@@ -249,12 +343,15 @@ def make_corpus_with_sizes(root: pathlib.Path, seed: int = 0) -> tuple[dict[str,
 
     w, h = dims()
     put("modes/cmyk.jpg", _encode(_rgb(rng, w, h).convert("CMYK"), "JPEG", quality=90), GOOD, (w, h))
+    w, h = dims()
+    put("modes/cmyk.tiff", _encode(_rgb(rng, w, h).convert("CMYK"), "TIFF"), GOOD, (w, h))
 
     w, h = dims()
     g = _natural(rng, w, h)[:, :, 0]
     g = (g - g.min()) / (g.max() - g.min())  # stretch to use the full 0..65535 range
     g16 = np.rint(g * 65535).astype(np.uint16)
     put("modes/grey16.png", _encode(Image.fromarray(g16), "PNG"), GOOD, (w, h))
+    put("modes/grey16.tiff", _encode(Image.fromarray(g16[::-1].copy()), "TIFF"), GOOD, (w, h))
 
     # 16-bit RGB: Pillow has no 48-bit RGB mode to write from, so the PNG is written with zlib
     # (Pillow reads it back as 8-bit "RGB").
@@ -270,6 +367,12 @@ def make_corpus_with_sizes(root: pathlib.Path, seed: int = 0) -> tuple[dict[str,
     put("names/été photo.jpg", _encode(_rgb(rng, w, h), "JPEG", quality=87), GOOD, (w, h))
     w, h = dims()
     put("names/really_png.jpg", _encode(_rgb(rng, w, h), "PNG"), GOOD, (w, h))  # content decides
+    w, h = dims()
+    put("names/really_jpeg.png", _encode(_rgb(rng, w, h), "JPEG", quality=85), GOOD, (w, h))
+    w, h = dims()
+    put("names/really_webp.gif", _encode(_rgb(rng, w, h), "WEBP", quality=80), GOOD, (w, h))
+    w, h = dims()
+    put("names/new\nline.jpg", _encode(_rgb(rng, w, h), "JPEG", quality=86), GOOD, (w, h))
 
     # ---- bad ---------------------------------------------------------------------------------
     put("bad/empty.jpg", b"", EMPTY_FILE)
@@ -285,11 +388,41 @@ def make_corpus_with_sizes(root: pathlib.Path, seed: int = 0) -> tuple[dict[str,
         if _identifies(files[rel]):
             raise CorpusError(f"Pillow identified {rel} as an image")
 
+    put("bad/vector.svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" '
+        b'height="64"/></svg>\n', NOT_AN_IMAGE)
+    if _identifies(files["bad/vector.svg"]):
+        raise CorpusError("Pillow identified bad/vector.svg as an image")
+    put("bad/image.tga", _encode(_rgb(rng, 64, 64), "TGA"), UNSUPPORTED_FORMAT)
     put("bad/icon.ico", _encode(_rgb(rng, 64, 64), "ICO", sizes=[(64, 64)]), UNSUPPORTED_FORMAT)
     put("bad/portable.ppm", _encode(_rgb(rng, 64, 64), "PPM"), UNSUPPORTED_FORMAT)
 
     put("bad/truncated.jpg", _truncate(_encode(_rgb(rng, 256, 192), "JPEG", quality=92), "JPEG"), TRUNCATED)
     put("bad/truncated.png", _truncate(_encode(_rgb(rng, 256, 192), "PNG"), "PNG"), TRUNCATED)
+
+    webp = _encode(_rgb(rng, 256, 192), "WEBP", quality=85)
+    cut = webp[: int(len(webp) * 0.6)]
+    if _identifies(cut) and _load_error(cut) is None:
+        raise CorpusError("a WebP cut to 60% still decodes")
+    put("bad/truncated.webp", cut, TRUNCATED)
+
+    # ---- bit flips: JPEG and WebP carry no checksum over their data, PNG does ----------------------
+    jpg = _encode(_rgb(rng, 128, 96), "JPEG", quality=90)
+    put("flips/scan_bitflip.jpg", _flipped(jpg, len(jpg) // 2, 0x10, want_error=False), GOOD, (128, 96))
+    dht = jpg.find(b"\xff\xc4")
+    put("flips/table_bitflip.jpg", _flipped(jpg, dht + 5, 0xFF, want_error=True), DECODE_ERROR)
+    png = _encode(_rgb(rng, 128, 96), "PNG")
+    put("flips/idat_bitflip.png", _flipped(png, png.find(b"IDAT") + 50, 0x10, want_error=True), DECODE_ERROR)
+    ihdr = _flip(png, 18, 0x10)
+    if _identifies(ihdr):
+        raise CorpusError("Pillow opened a PNG whose IHDR CRC is wrong")
+    put("flips/ihdr_bitflip.png", ihdr, DECODE_ERROR)
+    zero = png[:16] + struct.pack(">II", 128, 0) + png[24:]
+    if _identifies(zero):
+        raise CorpusError("Pillow opened a PNG of height 0")
+    put("flips/zero_height.png", zero, DECODE_ERROR)
+    webp = _encode(_rgb(rng, 128, 96), "WEBP", quality=80)
+    put("flips/data_bitflip.webp", _flipped(webp, len(webp) // 2, 0x10, want_error=False), GOOD, (128, 96))
+    put("flips/header_bitflip.webp", _flipped(webp, 40, 0x10, want_error=True), DECODE_ERROR)
 
     put("bad/corrupt.jpg", _corrupt_jpeg(_encode(_rgb(rng, 256, 192), "JPEG", quality=92), rng), DECODE_ERROR)
 
@@ -299,11 +432,23 @@ def make_corpus_with_sizes(root: pathlib.Path, seed: int = 0) -> tuple[dict[str,
     frames = [_rgb(rng, 80, 64) for _ in range(3)]
     webp = _encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100, loop=0, quality=80)
     put("bad/animated.webp", webp, ANIMATED)
+    frames = [_rgb(rng, 80, 64) for _ in range(3)]
+    put("bad/animated.png", _encode(frames[0], "PNG", save_all=True, append_images=frames[1:], duration=100),
+        ANIMATED)
 
     put("bad/tiny.png", _encode(_rgb(rng, 20, 20), "PNG"), TOO_SMALL)
+    put("bad/one_by_one.png", _encode(_rgb(rng, 1, 1), "PNG"), TOO_SMALL)
+    put("bad/strip.png", _encode(_rgb(rng, 4000, 2), "PNG"), TOO_SMALL)
 
     put("bad/bomb.png", _png_bomb(20000, 20000), TOO_LARGE)  # 400 Mpx: Pillow's own bomb check fires at open
     put("bad/big.png", _png_bomb(9000, 9000), TOO_LARGE)  # 81 Mpx: over 50 Mpx, under Pillow's default limit
+    jpg = bytearray(_encode(_rgb(rng, 64, 48), "JPEG", quality=80))
+    struct.pack_into(">HH", jpg, jpg.find(b"\xff\xc0") + 5, 60000, 60000)  # SOF0: height, width
+    put("bad/bomb.jpg", bytes(jpg), TOO_LARGE)
+    gif = bytearray(_encode(_rgb(rng, 64, 48).quantize(colors=32), "GIF"))
+    struct.pack_into("<HH", gif, 6, 65535, 65535)  # logical screen
+    struct.pack_into("<HH", gif, gif.find(b"\x2c", 13) + 5, 65535, 65535)  # image descriptor
+    put("bad/bomb.gif", bytes(gif), TOO_LARGE)
 
     # ---- duplicate: byte-identical copy of a good file in another folder ----------------------
     original, copy = "good/rgb.png", "more/copy of rgb.png"
@@ -325,7 +470,12 @@ def make_corpus_with_sizes(root: pathlib.Path, seed: int = 0) -> tuple[dict[str,
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    assert set(expected) == set(files) and all(v in REASONS for v in expected.values())
+    (root / "links").mkdir()
+    (root / "links" / "dangling.jpg").symlink_to("no-such-file.jpg")
+    (root / "links" / "loop.jpg").symlink_to("loop.jpg")
+    expected["links/dangling.jpg"] = expected["links/loop.jpg"] = MISSING
+    files["links/dangling.jpg"] = files["links/loop.jpg"] = b""
+    assert set(expected) == set(files) == set(WHY) and all(v in REASONS for v in expected.values())
     assert set(sizes) == {k for k, v in expected.items() if v == GOOD}
     return expected, sizes
 
@@ -340,6 +490,138 @@ def make_corpus(root: pathlib.Path, *, seed: int = 0) -> dict[str, str]:
 def expected_sizes(root: pathlib.Path, *, seed: int = 0) -> dict[str, tuple[int, int]]:
     """Write the corpus under root and return {relative_posix_path: (width, height)} for the "ok" files."""
     return make_corpus_with_sizes(root, seed=seed)[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Paths in list inputs, and members of input shards
+# --------------------------------------------------------------------------------------------
+
+LIST_WHY = {
+    "link to a file": ("ok", "a symlink is followed; the input is its target's resolved path"),
+    "dangling symlink": (MISSING, "the list names a symlink to nothing"),
+    "symlink loop": (MISSING, "a symlink to itself (ELOOP); reported, enumeration goes on"),
+    "dot-dot path": ("ok", "`sub/../x.jpg` is resolved against the list's folder"),
+    "path outside the list's folder": ("ok", "`../elsewhere/x.jpg`: lists may name files anywhere"),
+    "spaces and unicode": ("ok", "`photos/mon été 2.jpg`"),
+    "newline in the name": ("ok", "a quoted CSV field may hold a newline; the path is kept as is"),
+    "folder instead of a file": (MISSING, "not a file"),
+    "no such file": (MISSING, "a path that does not exist"),
+    "empty path": (MISSING, "an empty path cell"),
+    "listed twice": ("ok", "the same path twice is one input"),
+}
+
+SHARD_WHY = {
+    "../escape.png": ("ok", "traversal member name: read by offset from the tar, never extracted; "
+                            "nothing is written outside the dataset"),
+    "/abs/olute.png": ("ok", "absolute member name: read by offset, never extracted"),
+    "deep/../../up.png": ("ok", "traversal through a folder: read by offset, never extracted"),
+    "sym.jpg": (NO_IMAGE_MEMBER, "a symlink member (to /etc/passwd) is never followed nor read"),
+    "hard.jpg": (NO_IMAGE_MEMBER, "a hard-link member is never followed nor read"),
+    "meta": (NO_IMAGE_MEMBER, "a sample with only a .json member"),
+    "cut.jpg": (TRUNCATED, "the last member of a shard cut short: its data runs past the end of the tar"),
+    "(end)": (UNREADABLE_SHARD, "the shard cut short: members before the cut are kept, this row says where it ends"),
+    "not-a-tar": (UNREADABLE_SHARD, "a .tar file that is not a tar"),
+}
+
+
+def make_list_corpus(root: pathlib.Path, seed: int = 3) -> tuple[pathlib.Path, dict[str, str]]:
+    """A CSV list (root/list.csv) naming awkward paths; returns it and {input_path: expected outcome}."""
+    import csv
+
+    root = pathlib.Path(root)
+    imgs = make_images(root / "photos", 6, size=(64, 64), seed=seed)
+    (root / "elsewhere").mkdir()
+    outside = (root / "elsewhere" / "x.jpg")
+    outside.write_bytes(make_images(root / "tmp-outside", 1, size=(64, 64), seed=seed + 1)[0].read_bytes())
+    odd = root / "photos" / "mon été 2.jpg"
+    imgs[1].rename(odd)
+    newline = root / "photos" / "new\nline.jpg"
+    imgs[2].rename(newline)
+    links = root / "links"
+    links.mkdir()
+    (links / "to-file.jpg").symlink_to(imgs[0])
+    (links / "dangling.jpg").symlink_to(root / "no-such.jpg")
+    (links / "loop.jpg").symlink_to(links / "loop.jpg")
+    rows = [
+        ("links/to-file.jpg", str(imgs[0].resolve()), "ok"),
+        ("links/dangling.jpg", str((links / "dangling.jpg").absolute()), MISSING),
+        ("links/loop.jpg", str((links / "loop.jpg").absolute()), MISSING),
+        (f"photos/sub/../{imgs[3].name}", str(imgs[3].resolve()), "ok"),
+        ("../list-corpus-outside/x.jpg", None, "ok"),
+        ("photos/mon été 2.jpg", str(odd.resolve()), "ok"),
+        ("photos/new\nline.jpg", str(newline.resolve()), "ok"),
+        ("photos", str((root / "photos").resolve()), MISSING),
+        ("photos/gone.jpg", str((root / "photos" / "gone.jpg").resolve()), MISSING),
+        ("", str(root.resolve()), MISSING),
+        (str(imgs[4]), str(imgs[4].resolve()), "ok"),
+        (str(imgs[4]), str(imgs[4].resolve()), "ok"),
+    ]
+    # the "outside" row: a sibling folder of root, reached with ..
+    sibling = root.parent / "list-corpus-outside"
+    sibling.mkdir(exist_ok=True)
+    (sibling / "x.jpg").write_bytes(outside.read_bytes())
+    rows[4] = (rows[4][0], str((sibling / "x.jpg").resolve()), "ok")
+    (root / "photos" / "sub").mkdir()
+    with open(root / "list.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["path"])
+        w.writerows([[r[0]] for r in rows])
+    return root / "list.csv", {r[1]: r[2] for r in rows}
+
+
+def make_shard_corpus(root: pathlib.Path, seed: int = 4) -> tuple[list[pathlib.Path], dict[str, str]]:
+    """Input shards with hostile member names and damage; returns the tars and {input_path: expected}."""
+    import json
+    import tarfile
+
+    root = pathlib.Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    imgs = [p.read_bytes() for p in make_images(root / "src", 5, size=(64, 64), fmt="PNG", seed=seed)]
+
+    def add(tf, name, data=b"", kind=tarfile.REGTYPE, link=""):
+        info = tarfile.TarInfo(name)
+        info.size, info.type, info.linkname = len(data), kind, link
+        tf.addfile(info, io.BytesIO(data) if data else None)
+
+    hostile = root / "hostile.tar"
+    with tarfile.open(hostile, "w", format=tarfile.GNU_FORMAT) as tf:
+        add(tf, "../escape.png", imgs[0])
+        add(tf, "/abs/olute.png", imgs[1])
+        add(tf, "deep/../../up.png", imgs[2])
+        add(tf, "sym.jpg", kind=tarfile.SYMTYPE, link="/etc/passwd")
+        add(tf, "hard.jpg", kind=tarfile.LNKTYPE, link="../escape.png")
+        add(tf, "meta.json", json.dumps({"no": "image"}).encode())
+    cut = root / "cut.tar"
+    with tarfile.open(cut, "w") as tf:
+        add(tf, "whole.png", imgs[3])
+        add(tf, "cut.jpg", imgs[4])
+    data = cut.read_bytes()
+    end = data.find(imgs[4]) + len(imgs[4]) // 2
+    cut.write_bytes(data[:end])
+    junk = root / "not-a-tar.tar"
+    junk.write_bytes(b"this is not a tar archive\n" * 40)
+    h, c = str(hostile.resolve()), str(cut.resolve())
+    expected = {
+        f"{h}#../escape.png": "ok", f"{h}#/abs/olute.png": "ok", f"{h}#deep/../../up.png": "ok",
+        f"{h}#sym": NO_IMAGE_MEMBER, f"{h}#hard": NO_IMAGE_MEMBER, f"{h}#meta": NO_IMAGE_MEMBER,
+        f"{c}#whole.png": "ok", f"{c}#cut.jpg": TRUNCATED, f"{c}#(end)": UNREADABLE_SHARD,
+        str(junk.resolve()): UNREADABLE_SHARD,
+    }
+    return [hostile, cut, junk], expected
+
+
+def markdown_table() -> str:
+    """The outcome table of every planted kind (docs/bad-inputs.md)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        expected = make_corpus(pathlib.Path(tmp) / "c")
+    lines = ["| input | outcome | why |", "|---|---|---|"]
+    cell = lambda t: t.replace("\n", "\\n").replace("|", "\\|")  # noqa: E731
+    lines += [f"| folder: `{cell(rel)}` | {expected[rel]} | {WHY[rel]} |" for rel in sorted(expected)]
+    lines += [f"| list: {name} | {out} | {why} |" for name, (out, why) in LIST_WHY.items()]
+    lines += [f"| shard member: `{name}` | {out} | {why} |" for name, (out, why) in SHARD_WHY.items()]
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,6 +688,8 @@ def make_images(
 
 
 def _describe(path: pathlib.Path) -> str:
+    if path.is_symlink() and not path.exists():
+        return "broken symlink"
     data = path.read_bytes()
     if not data:
         return "0 bytes"
@@ -436,6 +720,10 @@ if __name__ == "__main__":
     import tempfile
     import time
 
+    if sys.argv[1:] == ["--markdown"]:
+        print(markdown_table(), end="")
+        sys.exit(0)
+
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         expected, sizes = make_corpus_with_sizes(pathlib.Path(tmp) / "corpus", seed=0)
@@ -444,13 +732,14 @@ if __name__ == "__main__":
         for rel in sorted(expected):
             path = pathlib.Path(tmp) / "corpus" / rel
             size = f" expect {sizes[rel][0]}x{sizes[rel][1]}" if rel in sizes else ""
-            print(f"{rel:<{width}}  {expected[rel]:<18} {path.stat().st_size:>8} B  {_describe(path)}{size}")
+            print(f"{rel:<{width}}  {expected[rel]:<18} {path.lstat().st_size:>8} B  {_describe(path)}{size}")
         counts: dict[str, int] = {}
         for v in expected.values():
             counts[v] = counts.get(v, 0) + 1
         print(f"\n{len(expected)} files in {took:.2f} s: {counts}")
         again = make_corpus_with_sizes(pathlib.Path(tmp) / "again", seed=0)
-        same = all((pathlib.Path(tmp) / "corpus" / r).read_bytes() == (pathlib.Path(tmp) / "again" / r).read_bytes() for r in expected)
+        same = all((pathlib.Path(tmp) / "corpus" / r).read_bytes() == (pathlib.Path(tmp) / "again" / r).read_bytes()
+                   for r in expected if not r.startswith("links/"))
         print(f"deterministic for a seed: {same and again == (expected, sizes)}")
 
         n = int(sys.argv[1]) if len(sys.argv) > 1 else 300

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 
+from pathlib import Path
+
 from conftest import run_aig, sql_rows
-from corpus import GOOD, TEST_MAX_PIXELS, TEST_MIN_SIZE, make_corpus_with_sizes
+from corpus import (GOOD, TEST_MAX_PIXELS, TEST_MIN_SIZE, make_corpus_with_sizes, make_list_corpus,
+                    make_shard_corpus, markdown_table)
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "bad-inputs.md"
 
 
 def test_folder_with_bad_files(tmp_path):
@@ -73,3 +78,40 @@ def test_unknown_input_gives_clear_error(tmp_path):
     assert proc.returncode == 2 and "input folder" in proc.stderr and "does not exist" in proc.stderr
     proc = run_aig("build-data", "-o", tmp_path / "ds", "--policy", "stretch", check=False)
     assert proc.returncode == 2 and "ingest.policy 'stretch' unknown" in proc.stderr
+
+
+def _outcomes(out) -> dict[str, str]:
+    """{input_path: "ok" or reason}; fails if an input is in both tables."""
+    got = {r["input_path"]: GOOD for r in sql_rows(out, "select input_path from samples")}
+    for f in sql_rows(out, "select input_path, reason, error from failures"):
+        assert f["input_path"] not in got, f"{f['input_path']} is in both tables"
+        assert f["error"], f
+        got[f["input_path"]] = f["reason"]
+    return got
+
+
+def test_awkward_paths_in_a_list(tmp_path):
+    list_file, expected = make_list_corpus(tmp_path / "lc")
+    out = tmp_path / "ds"
+    run_aig("build-data", "-o", out, "--input-list", list_file, "--executor", "local", "--stages", "ingest")
+    assert _outcomes(out) == expected
+    assert "OK" in run_aig("verify", out).stdout
+
+
+def test_hostile_and_damaged_input_shards(tmp_path):
+    shards, expected = make_shard_corpus(tmp_path / "sc")
+    out = tmp_path / "ds"
+    before = sorted(p for p in tmp_path.parent.iterdir())
+    run_aig("build-data", "-o", out, "--input-shards", tmp_path / "sc", "--executor", "local", "--stages",
+            "ingest", cwd=tmp_path / "sc")
+    assert _outcomes(out) == expected
+    assert sorted(p for p in tmp_path.parent.iterdir()) == before  # nothing written next to tmp_path
+    assert not Path("/abs/olute.png").exists() and not (tmp_path / "escape.png").exists()
+    written = {p.relative_to(out).parts[0] for p in out.rglob("*")}
+    assert written <= {"shards", "manifest", "catalog.duckdb", "info.json", ".aig.lock"}, written
+    assert "OK" in run_aig("verify", out).stdout
+
+
+def test_the_documented_table_matches_the_corpus():
+    assert DOCS.read_text().split("<!-- corpus:begin -->\n")[1].split("<!-- corpus:end -->")[0] == markdown_table(), (
+        "docs/bad-inputs.md is out of date: regenerate its table with `python tests/corpus.py --markdown`")

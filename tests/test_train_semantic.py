@@ -46,7 +46,7 @@ def test_labels_cover_the_answer_tokens_only_and_images_are_scrambled(sft):
 def test_semantic_cli_trains_a_lora_adapter_and_merges(sft, tmp_path):
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
     out = tmp_path / "sem"
     proc = run_aig("train", "--branch", "semantic", "-d", sft["ds"], "-o", out, "--model", sft["vlm"], "--max-steps", "3",
@@ -64,10 +64,11 @@ def test_semantic_cli_trains_a_lora_adapter_and_merges(sft, tmp_path):
     assert [r["step"] for r in lines if "loss" in r] == [1, 2, 3]
     assert not [p for p in out.rglob("*") if p.suffix in (".pt", ".pth", ".pkl", ".bin")]
     # the adapter loads on its base for inference and equals the merged model
-    base = AutoModelForImageTextToText.from_pretrained(sft["vlm"])
-    with_adapter = PeftModel.from_pretrained(base, adapter).eval()
-    merged = AutoModelForImageTextToText.from_pretrained(out / "merged").eval()
-    processor = AutoProcessor.from_pretrained(adapter)
+    from training.semantic import load_semantic_model
+
+    with_adapter, processor, info2 = load_semantic_model(adapter)
+    assert isinstance(with_adapter, PeftModel) and info2["base_model"] == str(sft["vlm"])
+    merged, _, _ = load_semantic_model(out / "merged")
     from training.pixel_stream import Skips
     from training.semantic_data import read_records, sft_batch
     from training.shards import split_shards

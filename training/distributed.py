@@ -40,7 +40,9 @@ def run_on_ray(cfg, worker_fn=_pixel_worker) -> dict:
         if address:
             ray.init(address=address, **common)
         else:
-            ray.init(num_cpus=max(cfg.num_workers, os.cpu_count() or 1), object_store_memory=256 * 1024**2, **common)
+            # address="local": a fresh Ray of our own, never a `ray start` cluster found by chance
+            ray.init(address="local", num_cpus=max(cfg.num_workers, os.cpu_count() or 1),
+                     object_store_memory=256 * 1024**2, **common)
     try:
         use_gpu = ray.cluster_resources().get("GPU", 0) >= cfg.num_workers and cfg.device != "cpu"
         out = Path(cfg.output).resolve()

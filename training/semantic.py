@@ -124,6 +124,30 @@ def load_vlm(name: str, dtype):
     return model, processor
 
 
+def load_semantic_model(path, base_model: str | None = None, merge: bool = False):
+    """(model in eval mode, processor, training info) from OUTPUT/adapter (base named in its training.json,
+    or `base_model`) or from OUTPUT/merged (a plain transformers folder)."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = Path(path)
+    info = json.loads((path / "training.json").read_text()) if (path / "training.json").is_file() else {}
+    if (path / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        base_id = base_model or info.get("base_model")
+        if not base_id:
+            raise ConfigError(f"{path}: no training.json naming the base model; pass base_model")
+        base, _ = load_vlm(base_id, "auto")
+        model = PeftModel.from_pretrained(base, str(path))
+        if merge:
+            model = model.merge_and_unload()
+    elif (path / "config.json").is_file():
+        model = AutoModelForImageTextToText.from_pretrained(str(path))
+    else:
+        raise ConfigError(f"'{path}' is neither an adapter folder (adapter_config.json) nor a model folder (config.json)")
+    return model.eval(), AutoProcessor.from_pretrained(str(path)), info
+
+
 def run_semantic(cfg: SemanticConfig, rank: int = 0, world: int = 1, local_rank: int = 0) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model

@@ -1,0 +1,160 @@
+"""Shortcut audit: per split and class, the container facts a detector could learn instead of the artifact.
+
+Each attribute is scored by a one-feature classifier: AUROC of the attribute's value (numeric) or of the
+fake rate of its category (categorical), direction-free (max(a, 1 - a)). Above the threshold it predicts
+the label on its own: a shortcut. File size follows image content for a given format (reconstructions
+are smoother, so smaller PNGs), so it is reported and noted, not counted as a shortcut.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+
+NUMERIC = ("jpeg_quality", "input_quality", "width", "height", "aspect", "file_size")
+CATEGORICAL = ("format", "mode", "exif")
+CONTENT_DEPENDENT = ("file_size",)
+
+
+@dataclass
+class Finding:
+    task: str
+    attribute: str
+    auroc: float
+    shortcut: bool  # above threshold and not content-dependent
+    note: str = ""
+
+
+@dataclass
+class AuditResult:
+    threshold: float
+    summary: list[dict] = field(default_factory=list)  # per task, split, label: attribute summaries
+    scores: list[Finding] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def shortcuts(self) -> list[Finding]:
+        return [f for f in self.scores if f.shortcut]
+
+
+def image_features(data: bytes) -> dict:
+    """Container facts from the header (no full decode)."""
+    from PIL import Image
+
+    from pipeline.jpeg_quality import estimate_quality
+
+    with Image.open(io.BytesIO(data)) as img:
+        fmt = img.format or "?"
+        w, h = img.size
+        exif = bool(img.getexif()) or "exif" in img.info
+        quality = estimate_quality(getattr(img, "quantization", None)) if fmt == "JPEG" else None
+        return {"format": fmt, "mode": img.mode, "width": w, "height": h, "aspect": round(w / h, 4),
+                "exif": "yes" if exif else "no", "jpeg_quality": quality, "file_size": len(data)}
+
+
+def one_feature_auroc(values: list, labels: list[int], categorical: bool) -> float:
+    """How well one attribute alone separates the classes (0.5 = not at all, 1 = perfectly)."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(set(labels)) < 2:
+        return math.nan
+    if categorical:
+        keys = ["<none>" if v is None else str(v) for v in values]
+        rate = {}
+        for k in set(keys):
+            ys = [y for kk, y in zip(keys, labels) if kk == k]
+            rate[k] = sum(ys) / len(ys)
+        x = [rate[k] for k in keys]
+    else:
+        x = [-1.0 if v is None else float(v) for v in values]  # missing (e.g. not JPEG) is its own value
+    a = float(roc_auc_score(labels, x))
+    return max(a, 1.0 - a)
+
+
+def audit_sets(rows: list[dict]) -> dict[str, list[dict]]:
+    """Samples per training task; reals shared by both tasks (task 'both') join a task that has none."""
+    tasks = sorted({r["task"] for r in rows} - {"both"})
+    shared = [r for r in rows if r["task"] == "both"]
+    out = {}
+    for t in tasks:
+        mine = [r for r in rows if r["task"] == t]
+        if not any(r["label"] == "real" for r in mine):
+            mine = mine + shared
+        out[t] = mine
+    if not tasks and shared:
+        out["both"] = shared
+    return out
+
+
+def summarize(task: str, rows: list[dict]) -> list[dict]:
+    out = []
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["split"], r["label"]), []).append(r)
+    for (split, label), rs in sorted(groups.items()):
+        def dist(a):
+            counts: dict[str, int] = {}
+            for r in rs:
+                k = "-" if r[a] is None else str(r[a])
+                counts[k] = counts.get(k, 0) + 1
+            return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+        def rng(a):
+            vals = [r[a] for r in rs if r[a] is not None]
+            return f"{min(vals)}–{max(vals)}" if vals else "-"
+
+        out.append({"task": task, "split": split, "label": label, "n": len(rs), "format": dist("format"),
+                    "jpeg_quality": rng("jpeg_quality"), "input_quality": rng("input_quality"),
+                    "width": rng("width"), "height": rng("height"), "aspect": rng("aspect"),
+                    "exif": dist("exif"), "mode": dist("mode"),
+                    "file_size_kb": f"{min(r['file_size'] for r in rs) / 1e3:.1f}–{max(r['file_size'] for r in rs) / 1e3:.1f}"})
+    return out
+
+
+def audit_rows(rows: list[dict], threshold: float = 0.6) -> AuditResult:
+    """Rows carry task, split, label and the features of `image_features` plus input_quality."""
+    result = AuditResult(threshold)
+    for task, rs in audit_sets(rows).items():
+        result.summary += summarize(task, rs)
+        labels = [1 if r["label"] == "fake" else 0 for r in rs]
+        for attr in CATEGORICAL + NUMERIC:
+            a = one_feature_auroc([r[attr] for r in rs], labels, attr in CATEGORICAL)
+            if math.isnan(a):
+                continue
+            above = a > threshold
+            note = ("content-dependent (smoother images compress smaller): not counted as a shortcut"
+                    if above and attr in CONTENT_DEPENDENT else "")
+            result.scores.append(Finding(task, attr, a, above and attr not in CONTENT_DEPENDENT, note))
+    return result
+
+
+def audit_dataset(root, threshold: float = 0.6) -> AuditResult:
+    from .dataset_io import read_bytes, sample_rows
+
+    rows, unreadable = [], []
+    for r in sample_rows(root):
+        try:
+            feats = image_features(read_bytes(root, r))
+        except Exception as e:
+            unreadable.append(f"{r['key']}: {type(e).__name__}: {e}")
+            continue
+        rows.append({"key": r["key"], "task": r["task"], "split": r["split"], "label": r["label"],
+                     "input_quality": r["input_quality"], **feats})
+    result = audit_rows(rows, threshold)
+    result.unreadable = unreadable
+    return result
+
+
+def to_markdown(result: AuditResult) -> str:
+    lines = ["| task | split | label | n | format | JPEG q (file) | JPEG q (input) | width | height | aspect | EXIF | mode | file size (kB) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in result.summary:
+        lines.append("| " + " | ".join(str(s[k]) for k in ("task", "split", "label", "n", "format", "jpeg_quality",
+                     "input_quality", "width", "height", "aspect", "exif", "mode", "file_size_kb")) + " |")
+    lines += ["", f"One-feature AUROC (shortcut above {result.threshold}):", "",
+              "| task | attribute | AUROC | verdict |", "|---|---|---|---|"]
+    for f in result.scores:
+        verdict = "SHORTCUT" if f.shortcut else (f"note: {f.note}" if f.note else "ok")
+        lines.append(f"| {f.task} | {f.attribute} | {f.auroc:.3f} | {verdict} |")
+    return "\n".join(lines)

@@ -1,0 +1,297 @@
+"""`aig evaluate`: score a dataset's test split and/or benchmarks with each branch, fuse, measure, store.
+
+Pure parts (grouping, fusion of score rows) are separate from the effects (loading, writing).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import FUSIONS, binary_metrics, fired, mean_fusion, or_fusion
+from .robustness import check as check_perturbation
+
+DETECTORS = ("pixel", "semantic", "fused")
+BATCH_IMAGES = 32  # images held in memory at once
+
+
+class EvalError(ValueError):
+    """Evaluation cannot run as asked; the message says why and what to do."""
+
+
+@dataclass
+class EvalItem:
+    item: str  # sample key or file path
+    label: int  # 1 fake
+    generator: str
+    subset: str | None
+    benchmark: str
+    row: dict | None = None  # manifest row (dataset items)
+
+
+def parse_tau(text: str) -> float | None:
+    """A number, or 'calibrated' (None): the pixel checkpoint's own threshold."""
+    if str(text).strip().lower() == "calibrated":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise EvalError(f"--tau {text!r} is neither a number nor 'calibrated'") from None
+
+
+@dataclass
+class EvalOptions:
+    tau: float | None = 0.5  # None: the pixel checkpoint's calibrated threshold
+    fusion: str = "or"
+    weight: float = 0.5
+    perturbations: list[str] = field(default_factory=lambda: ["none"])
+
+    def check(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise EvalError(f"--fusion {self.fusion!r} unknown; use {' or '.join(FUSIONS)}")
+        if self.tau is not None and not 0.0 <= self.tau < 1.0:
+            raise EvalError(f"--tau {self.tau} must be in [0, 1)")
+        if not 0.0 <= self.weight <= 1.0:
+            raise EvalError(f"--weight {self.weight} must be in [0, 1]")
+        for p in self.perturbations:
+            try:
+                check_perturbation(p)
+            except ValueError as e:
+                raise EvalError(str(e)) from None
+
+
+SUBSET_OF_TASK = {"pixel": "pixel", "semantic": "semantic", "both": "semantic"}
+
+
+def dataset_items(root: Path, split: str) -> list[EvalItem]:
+    from .dataset_io import sample_rows
+
+    rows = sample_rows(root, split)
+    if not rows:
+        raise EvalError(f"dataset '{root}' has no image samples in split {split!r}: "
+                        f"check with `aig sql -d {root} \"select split, count(*) from samples group by all\"`")
+    name = f"{root.name}:{split}"
+    return [EvalItem(r["key"], 1 if r["label"] == "fake" else 0,
+                     r["generator"] if r["label"] == "fake" else (r["generator"] or "-"),
+                     SUBSET_OF_TASK.get(r["task"]), name, r) for r in rows]
+
+
+def benchmark_items(specs: list[str]) -> tuple[list[EvalItem], list[str]]:
+    from .folders import BenchmarkError, load_benchmark
+
+    items, unlabelled = [], []
+    for spec in specs:
+        try:
+            found, skipped = load_benchmark(spec)
+        except BenchmarkError as e:
+            raise EvalError(str(e)) from None
+        items += [EvalItem(i.path, i.label, i.generator, i.subset, i.benchmark) for i in found]
+        unlabelled += skipped
+    return items, unlabelled
+
+
+def load_image(root: Path | None, it: EvalItem):
+    from .dataset_io import open_path, open_rgb, read_bytes
+
+    if it.row is None:
+        return open_path(it.item)
+    try:
+        return open_rgb(read_bytes(root, it.row))
+    except OSError as e:
+        return None, f"unreadable: {e}"
+
+
+def score_batch(items: list[EvalItem], images: list, statuses: list[str | None], perturbation: str,
+                pixel, semantic, opts: EvalOptions) -> list[dict]:
+    """Score rows for one batch under one perturbation (unreadable images get a row with their status)."""
+    from .robustness import apply
+
+    ok = [i for i, img in enumerate(images) if img is not None]
+    perturbed = [apply(images[i], perturbation) for i in ok]
+    pix = pixel.score(perturbed) if pixel and perturbed else [None] * len(ok)
+    sem = semantic.ask(perturbed) if semantic and perturbed else [None] * len(ok)
+    by_index = {i: (p, s) for i, p, s in zip(ok, pix, sem)}
+    rows = []
+    for i, it in enumerate(items):
+        row = {"perturbation": perturbation, "benchmark": it.benchmark, "item": it.item,
+               "label": "fake" if it.label else "real", "generator": it.generator, "subset": it.subset,
+               "status": statuses[i] or "ok"}
+        if i in by_index:
+            p, s = by_index[i]
+            row["pixel_prob"] = p
+            if s is not None:
+                row.update(semantic_verdict=s.verdict, semantic_status=s.status, semantic_score=s.prob_fake,
+                           inconsistencies=json.dumps(s.inconsistencies, ensure_ascii=False), semantic_text=s.text)
+            row.update(fuse_row(p, s.says_fake if s is not None else None, opts,
+                                s.prob_fake if s is not None else None))
+        rows.append(row)
+    return rows
+
+
+def fuse_row(pixel_prob: float | None, vlm_fake: bool | None, opts: EvalOptions, vlm_prob: float | None = None) -> dict:
+    """Fused verdict of one image; OR uses the VLM's verdict, mean fusion its verdict-word probability."""
+    if pixel_prob is None and vlm_fake is None:
+        return {}
+    if pixel_prob is None:
+        return {"fired": "semantic" if vlm_fake else "none", "fused_pred": "fake" if vlm_fake else "real"}
+    if vlm_fake is None:
+        fake = pixel_prob > opts.tau
+        return {"fired": "pixel" if fake else "none", "fused_pred": "fake" if fake else "real"}
+    if opts.fusion == "or":
+        score, pred = or_fusion([pixel_prob], [vlm_fake], opts.tau)
+    else:
+        score, pred = mean_fusion([pixel_prob], [vlm_prob if vlm_prob is not None else float(vlm_fake)],
+                                  opts.weight, opts.tau)
+    return {"fused_score": float(score[0]), "fused_pred": "fake" if pred[0] else "real",
+            "fired": fired(pixel_prob > opts.tau, vlm_fake)}
+
+
+def detector_columns(det: str, tau: float):
+    """(score of a row, prediction of a row) for a detector."""
+    if det == "pixel":
+        return (lambda r: r["pixel_prob"]), (lambda r: r["pixel_prob"] > tau)
+    if det == "semantic":
+        return (lambda r: r["semantic_score"]), (lambda r: r["semantic_verdict"] == "fake")
+    return (lambda r: r["fused_score"]), (lambda r: r["fused_pred"] == "fake")
+
+
+def groups(rows: list[dict]) -> list[tuple[str, str, list[dict]]]:
+    """(kind, name, rows): everything; per fake generator and per subset, with their reals.
+
+    A group's reals are those sharing its generator (pairs, GenImage folders) when there are any, else the
+    reals of the same subset, else all reals of the benchmark."""
+    out = [("all", "all", rows)]
+    reals = [r for r in rows if r["label"] == "real"]
+
+    def with_reals(fakes, key, value):
+        mine = [r for r in reals if r.get(key) == value]
+        if not mine and fakes and fakes[0].get("subset"):
+            mine = [r for r in reals if r.get("subset") == fakes[0]["subset"]]
+        return fakes + (mine or reals)
+
+    gens = sorted({r["generator"] for r in rows if r["label"] == "fake"})
+    if len(gens) > 1 or (gens and gens[0] != "all"):
+        for g in gens:
+            out.append(("generator", g, with_reals([r for r in rows if r["label"] == "fake" and r["generator"] == g],
+                                                   "generator", g)))
+    subsets = sorted({r["subset"] for r in rows if r.get("subset") and r["label"] == "fake"})
+    for s in subsets:
+        fakes = [r for r in rows if r["label"] == "fake" and r.get("subset") == s]
+        out.append(("subset", s, with_reals(fakes, "subset", s)))
+    return out
+
+
+def result_rows(score_rows: list[dict], detectors: list[str], tau: float) -> list[dict]:
+    out = []
+    order = {p: i for i, p in enumerate(dict.fromkeys(r["perturbation"] for r in score_rows))}
+    keys = sorted({(r["perturbation"], r["benchmark"]) for r in score_rows}, key=lambda k: (order[k[0]], k[1]))
+    for pert, bench in keys:
+        rows = [r for r in score_rows if r["perturbation"] == pert and r["benchmark"] == bench and r["status"] == "ok"]
+        for kind, name, rs in groups(rows):
+            y = [1 if r["label"] == "fake" else 0 for r in rs]
+            for det in detectors:
+                score, pred = detector_columns(det, tau)
+                m = binary_metrics(y, [score(r) for r in rs], [int(pred(r)) for r in rs])
+                out.append({"perturbation": pert, "benchmark": bench, "group_kind": kind, "group_name": name,
+                            "detector": det, **m})
+    return out
+
+
+@dataclass
+class EvalReport:
+    eval_id: str
+    folder: Path
+    scores: list[dict]
+    results: list[dict]
+    unreadable: list[tuple[str, str]]
+    unlabelled: list[str]
+    markdown: str
+    plots: list[Path]
+
+
+def next_eval_id(root: Path) -> str:
+    folder = root / "manifest" / "eval_runs"
+    n = len(list(folder.glob("eval-*.parquet"))) if folder.is_dir() else 0
+    return f"eval-{n + 1:04d}"
+
+
+def run_evaluation(root: Path, *, split: str | None, benchmarks: list[str], pixel_path: str | None,
+                   semantic_model: str | None, semantic_adapter: str | None, opts: EvalOptions,
+                   command: str = "", batch_size: int = 16, max_new_tokens: int = 256, threads: int | None = None,
+                   constrained: bool = False, log=print) -> EvalReport:
+    from .branches import PixelBranch, SemanticBranch, set_threads
+
+    opts.check()
+    if not (pixel_path or semantic_model or semantic_adapter):
+        raise EvalError("nothing to evaluate: pass --pixel CHECKPOINT and/or --semantic-model MODEL "
+                        "(with --semantic-adapter DIR for a trained LoRA)")
+    if not split and not benchmarks:
+        raise EvalError("no images: evaluate a dataset split (--split test) and/or --benchmark FOLDER_OR_LIST")
+    items, unlabelled = benchmark_items(benchmarks)
+    if split:
+        from manifests.catalog import CatalogError
+
+        try:
+            items = dataset_items(root, split) + items
+        except CatalogError as e:
+            raise EvalError(f"{e} (or pass --split none with --benchmark to evaluate folders only)") from None
+    t0 = time.time()
+    threads = set_threads(threads)
+    pixel = PixelBranch(pixel_path, batch_size) if pixel_path else None
+    resolve_tau(opts, pixel)
+    if pixel is not None and pixel.threshold is not None and abs(pixel.threshold - opts.tau) > 1e-9:
+        log(f"note: tau = {opts.tau}; the checkpoint's calibrated threshold is {pixel.threshold:.3f} (--tau calibrated)")
+    semantic = (SemanticBranch(semantic_model, semantic_adapter, max(1, batch_size // 4), max_new_tokens, constrained)
+                if (semantic_model or semantic_adapter) else None)
+    detectors = [d for d, on in (("pixel", pixel), ("semantic", semantic), ("fused", pixel and semantic)) if on]
+    score_rows, unreadable = [], []
+    for start in range(0, len(items), BATCH_IMAGES):
+        batch = items[start:start + BATCH_IMAGES]
+        loaded = [load_image(root, it) for it in batch]
+        images = [img for img, _ in loaded]
+        statuses = [err for _, err in loaded]
+        unreadable += [(it.item, err) for it, err in zip(batch, statuses) if err]
+        for pert in opts.perturbations:
+            score_rows += score_batch(batch, images, statuses, pert, pixel, semantic, opts)
+        log(f"  scored {min(start + BATCH_IMAGES, len(items))}/{len(items)} images x {len(opts.perturbations)} "
+            f"perturbation(s)")
+    if len(unreadable) == len(items):
+        raise EvalError(f"none of the {len(items)} images could be read (first: {unreadable[0][0]}: {unreadable[0][1]})")
+    results = result_rows(score_rows, detectors, opts.tau)
+    eval_id = next_eval_id(root)
+    folder = root / "eval" / eval_id
+    from .outputs import markdown_report, write_plots, write_tables
+
+    markdown = markdown_report(results, detectors, unreadable, unlabelled, opts)
+    plots = write_plots(folder, score_rows, detectors)
+    (folder / "results.md").write_text(markdown)
+    run = {"eval_id": eval_id, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
+           "config": json.dumps({**asdict(opts), "split": split, "benchmarks": benchmarks, "detectors": detectors,
+                                 "batch_size": batch_size, "max_new_tokens": max_new_tokens, "threads": threads, "constrained": constrained,
+                                 "pixel_config": getattr(pixel, "cfg", None)}, default=str, sort_keys=True),
+           "pixel_checkpoint": pixel_path, "semantic_model": getattr(semantic, "model_id", None),
+           "semantic_adapter": semantic_adapter, "n_images": len(items), "n_unreadable": len(unreadable),
+           "seconds": time.time() - t0}
+    write_tables(root, eval_id, run, score_rows, results)
+    return EvalReport(eval_id, folder, score_rows, results, unreadable, unlabelled, markdown, plots)
+
+
+def resolve_tau(opts: EvalOptions, pixel) -> None:
+    if opts.tau is None:
+        if pixel is None or pixel.threshold is None:
+            raise EvalError("--tau calibrated needs a pixel checkpoint whose config.json has a 'threshold'")
+        opts.tau = float(pixel.threshold)
+
+
+def fmt_pct(v) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
+def nanmean(vals) -> float:
+    vals = [v for v in vals if v is not None and not math.isnan(v)]
+    return float(np.mean(vals)) if vals else math.nan
