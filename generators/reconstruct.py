@@ -13,6 +13,7 @@ from pathlib import Path
 from pipeline.chunks import Outcome, failure_outcome, sample_outcome, write_chunk
 from pipeline.config import ReconstructConfig, ShardConfig
 from pipeline.decode import encode_image
+from pipeline.storage import read_range
 
 from . import autoencoder as ae_mod
 from .batching import run_in_batches
@@ -48,10 +49,8 @@ def pair_seed(seed: str, pair_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{pair_id}".encode()).digest()[:8], "big") >> 1
 
 
-def read_member(root: Path, shard: str, offset: int, size: int) -> bytes:
-    with open(root / shard, "rb") as f:
-        f.seek(offset)
-        return f.read(size)
+def read_member(root: str | Path, shard: str, offset: int, size: int) -> bytes:
+    return read_range(root, shard, offset, size)  # a local folder or a URL
 
 
 class ReconstructWorker:
@@ -73,12 +72,12 @@ class ReconstructWorker:
     def run_chunk(self, root: str, chunk: int, real_rows: list[dict], shard_cfg: ShardConfig, run_id: str,
                   group: str | None = None) -> dict:
         start = time.perf_counter()
-        outcomes = self.reconstruct_rows(Path(root), real_rows, run_id)
-        stats = write_chunk(Path(root), group or self.spec.group(), chunk, outcomes, shard_cfg, self.stage, run_id)
+        outcomes = self.reconstruct_rows(root, real_rows, run_id)
+        stats = write_chunk(root, group or self.spec.group(), chunk, outcomes, shard_cfg, self.stage, run_id)
         stats["seconds"] = time.perf_counter() - start
         return stats
 
-    def reconstruct_rows(self, root: Path, real_rows: list[dict], run_id: str) -> list[Outcome]:
+    def reconstruct_rows(self, root: str | Path, real_rows: list[dict], run_id: str) -> list[Outcome]:
         from PIL import Image
 
         items, outcomes = [], []

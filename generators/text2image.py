@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from pipeline.chunks import Outcome, sample_outcome, write_chunk
 from pipeline.config import GenerateConfig, ShardConfig
@@ -49,7 +48,7 @@ class TextToImageWorker:
                   group: str | None = None) -> dict:
         start = time.perf_counter()
         outcomes = self.generate_rows(real_rows, run_id)
-        stats = write_chunk(Path(root), group or self.spec.group(), chunk, outcomes, shard_cfg, STAGE, run_id)
+        stats = write_chunk(root, group or self.spec.group(), chunk, outcomes, shard_cfg, STAGE, run_id)
         stats["seconds"] = time.perf_counter() - start
         return stats
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from manifests.catalog import refresh_catalog
 from manifests.schema import RUNS, parquet_bytes, table_dir, to_table
 
-from . import info, ingest, layout, provenance
+from . import info, ingest, layout, provenance, storage
 from .chunks import write_chunk
 from .config import BuildConfig
 from .model_stages import MODEL_STAGES, run_stage, stage_jobs
@@ -41,6 +41,7 @@ class BuildReport:
     seconds: float
     ray_startup_s: float
     by_stage: dict[str, tuple[int, int]]  # stage -> (samples, failures) written by this run
+    location: str | None = None  # the URL of a dataset on object storage (root is then its local mirror)
 
 
 def disk_full_error(root: Path, e: BaseException) -> BuildError:
@@ -81,6 +82,15 @@ def clear_dataset(root: Path) -> None:
         if child.name == layout.LOCK_FILE:
             continue
         shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+def _clear(store) -> None:
+    """--overwrite: a local folder, or a remote dataset and its local mirror."""
+    if not isinstance(store, storage.Mirror):
+        return clear_dataset(store.local)
+    if store.remote_state() == "other":
+        raise BuildError(f"'{store.url}' holds objects but no aig dataset; refusing to delete them with --overwrite")
+    store.clear()
 
 
 def read_table(root: Path, table: str, columns: list[str] | None = None) -> list[dict]:
@@ -175,7 +185,8 @@ class LazyExecutor:
             self._ex.close()
 
 
-def _run_ingest(root: Path, cfg: BuildConfig, run_id: str, plan: list[dict], lazy: LazyExecutor) -> int:
+def _run_ingest(root: Path, cfg: BuildConfig, run_id: str, plan: list[dict], lazy: LazyExecutor, dest: str) -> int:
+    """Run the plan's unfinished chunks; workers write them to `dest` (the dataset folder or URL)."""
     from tqdm import tqdm
 
     done = set(layout.done_markers(root))
@@ -186,7 +197,7 @@ def _run_ingest(root: Path, cfg: BuildConfig, run_id: str, plan: list[dict], laz
     if not todo:
         return 0
     executor = lazy.get()
-    calls = [(str(root), c, by_chunk[c], cfg.ingest, cfg.shards, run_id, cfg.runner.max_retries) for c in todo]
+    calls = [(dest, c, by_chunk[c], cfg.ingest, cfg.shards, run_id, cfg.runner.max_retries) for c in todo]
     failed = 0
     bar = tqdm(total=sum(len(by_chunk[c]) for c in todo), unit="img", desc="ingest", mininterval=1.0,
                file=sys.stderr, dynamic_ncols=True)
@@ -196,7 +207,7 @@ def _run_ingest(root: Path, cfg: BuildConfig, run_id: str, plan: list[dict], laz
                 raise result  # no use retrying input by input: build() reports it
             if isinstance(result, BaseException):
                 log(f"chunk {todo[i]} crashed ({type(result).__name__}); processing its inputs one by one")
-                result = _isolate_chunk(executor, root, calls[i])
+                result = _isolate_chunk(executor, calls[i])
             failed += result["failures"]
             bar.update(result["inputs"])
             bar.set_postfix(failed=failed, refresh=False)
@@ -205,16 +216,16 @@ def _run_ingest(root: Path, cfg: BuildConfig, run_id: str, plan: list[dict], laz
     return len(todo)
 
 
-def _isolate_chunk(executor, root: Path, call: tuple) -> dict:
+def _isolate_chunk(executor, call: tuple) -> dict:
     """A chunk whose worker died: run each input as its own task so one poison input cannot sink the rest."""
-    _, chunk, rows, ing, shard_cfg, run_id, retries = call
+    dest, chunk, rows, ing, shard_cfg, run_id, retries = call
     outcomes: list = [None] * len(rows)
     for i, result in executor.map(ingest.prepare, [(r, ing, run_id, retries) for r in rows]):
         if isinstance(result, BaseException):
             result = ingest.failure(rows[i], run_id, "worker_crash", f"{type(result).__name__}: {result}",
                                     attempts=retries + 1)
         outcomes[i] = result
-    return write_chunk(root, ingest.GROUP, chunk, outcomes, shard_cfg, ingest.STAGE, run_id)
+    return write_chunk(dest, ingest.GROUP, chunk, outcomes, shard_cfg, ingest.STAGE, run_id)
 
 
 def _start_or_resume(root: Path, cfg: BuildConfig, command: str) -> tuple[dict, list[dict]]:
@@ -235,39 +246,45 @@ def _start_or_resume(root: Path, cfg: BuildConfig, command: str) -> tuple[dict, 
 
 
 def build(cfg: BuildConfig, command: str = "aig build-data", overwrite: bool = False) -> BuildReport:
-    root = Path(cfg.output)
+    store = storage.open_output(cfg.output)  # a local folder, or a URL whose manifest the driver mirrors
+    root = store.local
     start = time.perf_counter()
     try:
-        return _build(root, cfg, command, overwrite, start)
+        return _build(store, cfg, command, overwrite, start)
     except Exception as e:  # a Ray task error wraps the worker's OSError
         if is_disk_full(e):
             raise disk_full_error(root, e) from None
         raise
 
 
-def _build(root: Path, cfg: BuildConfig, command: str, overwrite: bool, start: float) -> BuildReport:
+def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float) -> BuildReport:
+    root = store.local
     with dataset_lock(root):
         if overwrite:
-            clear_dataset(root)
+            _clear(store)
         # Models are checked before anything runs: a bad id fails in seconds, with nothing half-built.
         jobs = {stage: stage_jobs(cfg, stage) for stage in MODEL_STAGES if stage in cfg.stages}
+        store.pull()
         run, plan = _start_or_resume(root, cfg, command)
+        store.push()  # the plan, then its run row
         run_id = run["run_id"]
         for tmp in layout.temp_files(root):
             tmp.unlink(missing_ok=True)  # leftovers of a killed run; never visible under a final name
         lazy = LazyExecutor(cfg.runner)
         errors: list[str] = []
         try:
-            chunks_run = _run_ingest(root, cfg, run_id, plan, lazy) if "ingest" in cfg.stages else 0
+            chunks_run = _run_ingest(root, cfg, run_id, plan, lazy, store.url) if "ingest" in cfg.stages else 0
+            store.pull()  # the chunks the workers uploaded, for the model stages
             for stage, stage_job_list in jobs.items():
                 if not stage_job_list:
                     log(f"stage {stage}: no model configured, skipped")
                     continue
-                errors += run_stage(root, cfg, run_id, stage, lazy, stage_job_list)
+                errors += run_stage(root, cfg, run_id, stage, lazy, stage_job_list, store.url)
         finally:
             lazy.close()
         for tmp in layout.temp_files(root):
             tmp.unlink(missing_ok=True)  # left by a worker killed mid-write (its task was retried)
+        store.pull()
         mine = [m for m in layout.done_markers(root).values() if m.get("run_id") == run_id]
         by_stage: dict[str, tuple[int, int]] = {}
         for m in mine:
@@ -279,8 +296,10 @@ def _build(root: Path, cfg: BuildConfig, command: str, overwrite: bool, start: f
         write_run(root, run)
         info.write_info(root)
         refresh_catalog(root)
+        store.push()
     if errors:
         raise BuildError(f"{len(errors)} chunk(s) failed and stay to do; fix the cause and re-run the same "
                          "command to finish them:\n  " + "\n  ".join(errors[:20]))
     return BuildReport(root, run_id, bool(run["resumed"]), len(plan), chunks_run, run["n_samples"],
-                       run["n_failures"], time.perf_counter() - start, lazy.startup_s, by_stage)
+                       run["n_failures"], time.perf_counter() - start, lazy.startup_s, by_stage,
+                       store.url if storage.is_url(store.url) else None)

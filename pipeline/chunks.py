@@ -12,8 +12,9 @@ from pathlib import Path
 
 from manifests.schema import FAILURES, SAMPLES, parquet_bytes, to_table
 
-from . import layout
+from . import layout, storage
 from .config import ShardConfig
+from .runner import worker_location
 from .shards import Sample, atomic_write, group_into_shards, index_table, write_shard
 
 SPLITS = ("train", "val", "test")
@@ -51,8 +52,15 @@ def sample_outcome(key: str, data: bytes, ext: str, provenance: dict | None = No
     return Outcome(sample=Sample(key, members), row=row)
 
 
-def write_chunk(root: Path, group: str, chunk: int, outcomes: list[Outcome], shard_cfg: ShardConfig,
+def write_chunk(root: str | Path, group: str, chunk: int, outcomes: list[Outcome], shard_cfg: ShardConfig,
                 stage: str, run_id: str) -> dict:
+    """Write a chunk under `root` (a folder, or a URL: staged locally, then uploaded with the done marker last)."""
+    with storage.chunk_output(root) as local:
+        return _write_chunk(local, group, chunk, outcomes, shard_cfg, stage, run_id)
+
+
+def _write_chunk(root: Path, group: str, chunk: int, outcomes: list[Outcome], shard_cfg: ShardConfig,
+                 stage: str, run_id: str) -> dict:
     name = layout.chunk_name(group, chunk)
     rows = {o.row["key"]: o.row for o in outcomes if o.sample}
     if len(rows) != sum(1 for o in outcomes if o.sample):
@@ -77,6 +85,6 @@ def write_chunk(root: Path, group: str, chunk: int, outcomes: list[Outcome], sha
     atomic_write(layout.table_file(root, "samples", name), parquet_bytes(to_table(SAMPLES, samples_rows)))
     atomic_write(layout.table_file(root, "failures", name), parquet_bytes(to_table(FAILURES, failure_rows)))
     stats = {"chunk": name, "stage": stage, "run_id": run_id, "inputs": len(outcomes), "samples": len(samples_rows),
-             "failures": len(failure_rows), "shards": shard_files}
+             "failures": len(failure_rows), "shards": shard_files, "worker": worker_location()}
     atomic_write(layout.done_path(root, name), json.dumps(stats, indent=1, sort_keys=True).encode())
     return stats

@@ -15,6 +15,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Build, query and check datasets for AI-generated image detection.")
 
 DatasetArg = Annotated[Path, typer.Option("--dataset", "-d", help="Dataset folder.")]
+DatasetLocation = Annotated[str, typer.Option("--dataset", "-d", help="Dataset folder or URL (s3://bucket/prefix).")]
 
 
 def fail(msg: str, code: int = 2) -> None:
@@ -96,12 +97,13 @@ def build_data(
     from generators.autoencoder import ModelLoadError
 
     from .build import BuildError, build
+    from .storage import StorageError
 
     try:
         report = build(cfg, command=" ".join(["aig", *sys.argv[1:]]), overwrite=overwrite)
-    except (BuildError, InputError, ModelLoadError) as e:
+    except (BuildError, InputError, ModelLoadError, StorageError) as e:
         fail(str(e))
-    typer.echo(f"dataset: {report.root.resolve()}")
+    typer.echo(f"dataset: {report.location or report.root.resolve()}")
     typer.echo(f"run {report.run_id}{' (resumed)' if report.resumed else ''}: {report.seconds:.1f}s "
                f"({report.ray_startup_s:.1f}s of it Ray start-up)")
     ingested = report.by_stage.get("ingest", (0, 0))
@@ -110,7 +112,7 @@ def build_data(
         if stage != "ingest":
             typer.echo(f"  {stage}: {n} samples, {f} failures")
     _print_summary(report.root)
-    typer.echo(f"query it: aig sql -d {report.root} \"select split, count(*) from samples group by all\"")
+    typer.echo(f"query it: aig sql -d {report.location or report.root} \"select split, count(*) from samples group by all\"")
 
 
 def _print_summary(root: Path) -> None:
@@ -133,7 +135,7 @@ def _print_summary(root: Path) -> None:
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="SQL over the views samples, failures, runs, shards, semantic_labels, semantic_inconsistencies, captions.")],
-    dataset: DatasetArg = Path(DEFAULT_OUTPUT),
+    dataset: DatasetLocation = DEFAULT_OUTPUT,
     format: Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet.")] = "table",
     output: Annotated[Optional[Path], typer.Option("--output", help="Write to this file (required for parquet).")] = None,
     max_rows: Annotated[int, typer.Option(help="Rows shown by the table format.")] = 100,
@@ -143,13 +145,15 @@ def sql(
 
     from manifests.catalog import CatalogError, run_query
 
+    from .storage import StorageError, local_view
+
     if format not in ("table", "csv", "json", "parquet"):
         fail(f"--format {format!r} unknown; use table, csv, json or parquet")
     if format == "parquet" and output is None:
         fail("--format parquet needs --output FILE")
     try:
-        con, rel = run_query(dataset, query)
-    except CatalogError as e:
+        con, rel = run_query(local_view(dataset), query)
+    except (CatalogError, StorageError) as e:
         fail(str(e))
     except duckdb.Error as e:
         fail(f"query failed: {e}")
@@ -178,11 +182,15 @@ def sql(
 
 
 @app.command()
-def verify(dataset: Annotated[Path, typer.Argument(help="Dataset folder.")] = Path(DEFAULT_OUTPUT)) -> None:
+def verify(dataset: Annotated[str, typer.Argument(help="Dataset folder or URL.")] = DEFAULT_OUTPUT) -> None:
     """Check every manifest row against its tar member, and shards against done markers."""
+    from .storage import StorageError
     from .verify import verify_dataset
 
-    problems = verify_dataset(dataset)
+    try:
+        problems = verify_dataset(dataset)
+    except StorageError as e:
+        fail(str(e))
     if problems:
         typer.echo(f"{dataset}: {len(problems)} problem(s)")
         for p in problems:
@@ -192,17 +200,19 @@ def verify(dataset: Annotated[Path, typer.Argument(help="Dataset folder.")] = Pa
 
 
 @app.command()
-def info(dataset: Annotated[Path, typer.Argument(help="Dataset folder.")] = Path(DEFAULT_OUTPUT)) -> None:
+def info(dataset: Annotated[str, typer.Argument(help="Dataset folder or URL.")] = DEFAULT_OUTPUT) -> None:
     """Counts by task, split, label and generator; failures by reason; size on disk."""
     from manifests.catalog import CatalogError
 
+    from .storage import StorageError, dataset_files, is_url, local_view
+
     try:
-        _print_summary(dataset)
-    except CatalogError as e:
+        root = local_view(dataset)
+        _print_summary(root)
+        total, tars = dataset_files(dataset, root).total_bytes()
+    except (CatalogError, StorageError) as e:
         fail(str(e))
-    total = sum(p.stat().st_size for p in dataset.rglob("*") if p.is_file())
-    tars = sum(p.stat().st_size for p in dataset.rglob("*.tar"))
-    typer.echo(f"size on disk: {total / 1e6:.1f} MB ({tars / 1e6:.1f} MB in tars)")
+    typer.echo(f"size {'in storage' if is_url(dataset) else 'on disk'}: {total / 1e6:.1f} MB ({tars / 1e6:.1f} MB in tars)")
 
 
 @app.command()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 
 from .chunks import Outcome, failure_outcome, sample_outcome, write_chunk
 from .config import IngestConfig, ShardConfig
@@ -68,6 +67,6 @@ def run_chunk(root: str, chunk: int, plan_rows: list[dict], cfg: IngestConfig, s
               run_id: str, max_retries: int) -> dict:
     """Whole chunk in one worker: prepare every input, then write."""
     outcomes = [prepare(r, cfg, run_id, max_retries) for r in plan_rows]
-    stats = write_chunk(Path(root), GROUP, chunk, outcomes, shard_cfg, STAGE, run_id)
+    stats = write_chunk(root, GROUP, chunk, outcomes, shard_cfg, STAGE, run_id)
     stats["pid"] = os.getpid()
     return stats

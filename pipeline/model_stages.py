@@ -118,8 +118,12 @@ def prompt_chunks(cfg: BuildConfig) -> dict[int, list[dict]]:
     return {i // size: rows[i:i + size] for i in range(0, len(rows), size)}
 
 
-def run_stage(root: Path, cfg: BuildConfig, run_id: str, stage: str, lazy, jobs: list[StageJob]) -> list[str]:
-    """Run the stage's missing chunks; returns error messages of chunks that failed (they stay to-do)."""
+def run_stage(root: Path, cfg: BuildConfig, run_id: str, stage: str, lazy, jobs: list[StageJob],
+              dest: str | None = None) -> list[str]:
+    """Run the stage's missing chunks; returns error messages of chunks that failed (they stay to-do).
+
+    Workers read and write the dataset at `dest` (a URL on object storage; default: root).
+    """
     from tqdm import tqdm
 
     from .shards import is_disk_full
@@ -138,7 +142,7 @@ def run_stage(root: Path, cfg: BuildConfig, run_id: str, stage: str, lazy, jobs:
             for k, rows in chunks.items():
                 if rows and layout.chunk_name(group, k) not in done:
                     todo.append((group, k, len(rows)))
-                    calls.append((str(root), k, rows, cfg.shards, run_id, group))
+                    calls.append((dest or str(root), k, rows, cfg.shards, run_id, group))
         if not todo:
             continue
         bar = tqdm(total=sum(n for _, _, n in todo), unit="img", desc=f"{stage} {job.spec.name}",

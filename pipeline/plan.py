@@ -33,6 +33,8 @@ def _hash_item(item: InputItem) -> tuple[str | None, str | None]:
         return None, item.error
     try:
         return hashlib.sha256(read_bytes(item)).hexdigest(), None
+    except FileNotFoundError:
+        return None, f"missing: no such file {item.file}"
     except OSError as e:
         return None, f"read_error: {e}"
 

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from .config import RunnerConfig
+
+
+def worker_location() -> dict:
+    """Where this call runs: host, pid, and the Ray node id inside a Ray worker (recorded in done markers)."""
+    where = {"host": socket.gethostname(), "pid": os.getpid()}
+    ray = sys.modules.get("ray")  # only a Ray worker has it imported; never import it here
+    if ray is not None and ray.is_initialized():
+        where["ray_node_id"] = ray.get_runtime_context().get_node_id()
+    return where
 
 
 class LocalExecutor:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import os
+import posixpath
 import tarfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from . import storage
 from .config import InputConfig
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp", "gif")
@@ -39,6 +42,10 @@ def embedded_list() -> Path:
 
 
 def from_folder(folder: str) -> list[InputItem]:
+    if storage.is_url(folder):
+        if not storage.isdir(folder):
+            raise InputError(f"input folder '{folder}' does not exist or is not a folder")
+        return [InputItem(u, u) for u in storage.find_files(folder)]
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"input folder '{folder}' does not exist or is not a folder")
@@ -70,24 +77,35 @@ def _resolve(p: Path) -> Path | None:
         return None
 
 
-def _rows_from_list(path: Path) -> list[dict]:
-    suffix = path.suffix.lower()
+def _rows_from_list(name: str, data: bytes) -> list[dict]:
+    suffix = posixpath.splitext(name)[1].lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
+        return pq.read_table(io.BytesIO(data)).to_pylist()
     if suffix in (".csv", ".tsv"):
-        with path.open(newline="", encoding="utf-8") as f:
+        with io.TextIOWrapper(io.BytesIO(data), newline="", encoding="utf-8") as f:
             return list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = data.decode("utf-8").splitlines()
     return [{"path": line.strip()} for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
+def _remote_entry(list_file: str, raw: str) -> str | None:
+    """A list entry naming an object: a URL, or a relative path in a list that is itself at a URL."""
+    if storage.is_url(raw):
+        return raw
+    if storage.is_url(list_file) and not raw.startswith("/"):
+        base, _, _ = list_file.rpartition("/")
+        scheme, _, rest = base.partition("://")
+        return f"{scheme}://{posixpath.normpath(posixpath.join(rest, raw))}"
+    return None
+
+
 def from_list(list_file: str, origin: str = "list") -> list[InputItem]:
-    path = Path(list_file)
-    if not path.is_file():
+    remote = storage.is_url(list_file)
+    if not (storage.isfile(list_file) if remote else Path(list_file).is_file()):
         raise InputError(f"input list '{list_file}' does not exist")
-    rows = _rows_from_list(path)
+    rows = _rows_from_list(list_file, storage.read_bytes(list_file) if remote else Path(list_file).read_bytes())
     if rows:
         column = next((c for c in PATH_COLUMNS if c in rows[0]), None)
         if column is None:
@@ -98,20 +116,26 @@ def from_list(list_file: str, origin: str = "list") -> list[InputItem]:
     items = []
     for row in rows:
         raw = str(row[column] or "").strip()
-        listed = Path(raw) if Path(raw).is_absolute() else path.parent / raw
-        broken = bool(raw) and listed.is_symlink() and not listed.is_file()  # dangling, or a loop
-        p = listed.absolute() if broken else (_resolve(listed) or listed.absolute())
+        url = _remote_entry(list_file, raw) if raw else None
+        broken = False
+        if url is None:
+            listed = Path(raw) if Path(raw).is_absolute() else Path(list_file).parent / raw
+            broken = bool(raw) and listed.is_symlink() and not listed.is_file()  # dangling, or a loop
+            p = listed.absolute() if broken else (_resolve(listed) or listed.absolute())
         caption = (row.get("caption") or None) if isinstance(row.get("caption"), str) else None
         group = str(row["group"]) if row.get("group") not in (None, "") else None
         error = None
         if not raw:
             error = "missing: empty path in list"
+        elif url is not None:
+            pass  # an object that is missing fails when planning reads it (reason: missing)
         elif broken:
             error = _broken_link(listed)
         elif not p.is_file():
             error = f"missing: no such file {p}"
-        name = f"embedded:{raw}" if origin == "embedded" else str(p)  # embedded inputs: same id on every machine
-        items.append(InputItem(name, str(p), caption=caption, group=group, origin=origin, error=error))
+        where = url or str(p)
+        name = f"embedded:{raw}" if origin == "embedded" else where  # embedded inputs: same id on every machine
+        items.append(InputItem(name, where, caption=caption, group=group, origin=origin, error=error))
     return items
 
 
@@ -120,7 +144,12 @@ def _expand_shards(spec: str) -> list[str]:
 
     paths: list[str] = []
     for pattern in braceexpand.braceexpand(spec):
-        if os.path.isdir(pattern):
+        if storage.is_url(pattern):
+            if storage.isdir(pattern):
+                paths.extend(u for u in storage.find_files(pattern) if u.endswith(".tar"))
+            else:
+                paths.extend(storage.glob(pattern) if any(ch in pattern for ch in "*?[") else [pattern])
+        elif os.path.isdir(pattern):
             paths.extend(sorted(glob.glob(os.path.join(pattern, "**", "*.tar"), recursive=True)))
         elif any(ch in pattern for ch in "*?["):
             paths.extend(sorted(glob.glob(pattern, recursive=True)))
@@ -141,8 +170,8 @@ def _sample_key(name: str) -> tuple[str, str]:
 def from_shards(spec: str) -> list[InputItem]:
     items: list[InputItem] = []
     for shard in _expand_shards(spec):
-        real = str(Path(shard).resolve())
-        if not os.path.isfile(real):
+        real = shard if storage.is_url(shard) else str(Path(shard).resolve())
+        if not (storage.isfile(real) if storage.is_url(real) else os.path.isfile(real)):
             raise InputError(f"shard '{shard}' does not exist")
         try:
             items.extend(_shard_items(real))
@@ -154,9 +183,11 @@ def from_shards(spec: str) -> list[InputItem]:
 def _shard_items(shard: str) -> list[InputItem]:
     samples: dict[str, dict[str, tarfile.TarInfo]] = {}
     order: list[str] = []
-    shard_size = os.path.getsize(shard)
+    remote = storage.is_url(shard)
+    shard_size = storage.size(shard) if remote else os.path.getsize(shard)
     broken: str | None = None
-    with tarfile.open(shard, mode="r:") as tf:
+    with (storage.open_binary(shard) if remote else open(shard, "rb")) as f, \
+            tarfile.open(fileobj=f, mode="r:") as tf:
         captions: dict[str, str] = {}
         try:
             for m in tf:
@@ -212,6 +243,8 @@ def enumerate_inputs(cfg: InputConfig) -> list[InputItem]:
 
 
 def read_bytes(item: InputItem) -> bytes:
+    if storage.is_url(item.file):
+        return storage.read_bytes(item.file, item.offset, item.size)
     if item.offset >= 0:
         with open(item.file, "rb") as f:
             f.seek(item.offset)
