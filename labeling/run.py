@@ -118,6 +118,11 @@ def _label_dataset(root: Path, job: LabelJob, runner, shard_cfg, splits, where, 
     from pipeline import info, provenance
     from pipeline.build import BuildError, dataset_lock, read_table, write_run
 
+    from pipeline.storage import is_url
+
+    if is_url(root) or str(root).startswith(("s3:/", "gs:/", "az:/")):
+        raise LabelError(f"'{root}' is in object storage: label-semantic works on a local dataset; copy it first "
+                         "(e.g. `aws s3 sync URL DIR`), label it, and sync it back")
     if not (root / "catalog.duckdb").is_file():
         raise LabelError(f"'{root}' is not a dataset (no catalog.duckdb); build one first with `aig build-data -o {root}`")
     start = time.perf_counter()

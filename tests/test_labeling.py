@@ -179,6 +179,7 @@ def test_resume_after_kill_matches_clean_run(models, dataset, tmp_path):
     ([], "--model"),
     (["--model", "{vlm}", "--where", "no_such_column = 1"], "selecting samples failed"),
     (["--model", "{vlm}", "--prompt-version", "v9"], "unknown prompt version"),
+    (["--model", "{vlm}", "-d", "s3://bucket/ds"], "object storage"),
 ])
 def test_bad_options_fail_clearly(models, dataset, tmp_path, args, message):
     ds = copy(dataset, tmp_path)
