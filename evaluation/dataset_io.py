@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from manifests.catalog import query_rows
+from pipeline.shards import read_member as read_bytes  # noqa: F401 (used by evaluation modules)
+
 # Rows that are images of their own (semantic-sft samples repeat images already in the dataset).
 IMAGE_TASKS = ("both", "pixel", "semantic")
-
-
-def query_rows(root: Path, sql: str) -> list[dict]:
-    from manifests.catalog import run_query
-
-    con, rel = run_query(root, sql)
-    try:
-        cols = rel.columns
-        return [dict(zip(cols, r)) for r in rel.fetchall()]
-    finally:
-        con.close()
 
 
 def sample_rows(root: Path, split: str | None = None) -> list[dict]:
@@ -29,15 +21,6 @@ def sample_rows(root: Path, split: str | None = None) -> list[dict]:
         from samples s left join (select key, source_quality from samples where stage = 'ingest') src
              on src.key = s.source_id
         where {where} order by s.key""")
-
-
-def read_bytes(root: Path, row: dict) -> bytes:
-    with open(root / row["shard"], "rb") as f:
-        f.seek(row["offset_data"])
-        data = f.read(row["size"])
-    if len(data) != row["size"]:
-        raise OSError(f"{row['shard']}: member {row['member']} is truncated; run `aig verify {root}`")
-    return data
 
 
 def open_rgb(data: bytes):

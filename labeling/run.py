@@ -50,35 +50,25 @@ def group_name(job: LabelJob) -> str:
 
 
 def candidates(root: Path, job: LabelJob, splits: list[str] | None, where: str | None, limit: int | None) -> list[dict]:
-    from manifests.catalog import run_query
+    from manifests.catalog import query_rows
 
     cond = CAPTION_CANDIDATES if job.task == "caption" else ANNOTATE_CANDIDATES
     if splits:
         cond += " and split in (" + ", ".join("'" + s.replace("'", "''") + "'" for s in splits) + ")"
     if where:
         cond += f" and ({where})"
-    query = f"select * from samples where {cond} order by key" + (f" limit {int(limit)}" if limit else "")
-    con, rel = run_query(root, query)
-    try:
-        cols = rel.columns
-        return [dict(zip(cols, r)) for r in rel.fetchall()]
-    finally:
-        con.close()
+    return query_rows(root, f"select * from samples where {cond} order by key" + (f" limit {int(limit)}" if limit else ""))
 
 
 def labelled_keys(root: Path, job: LabelJob) -> set[str]:
     """Keys this annotator already labelled with this prompt version (or captioned)."""
-    from manifests.catalog import run_query
+    from manifests.catalog import query_rows
 
     table = "captions" if job.task == "caption" else "semantic_labels"
     annotator = job.backend.annotator_id().replace("'", "''")
     version = job.prompt_version.replace("'", "''")
-    con, rel = run_query(root, f"select distinct key from {table} where annotator = '{annotator}' "
-                               f"and prompt_version = '{version}'")
-    try:
-        return {r[0] for r in rel.fetchall()}
-    finally:
-        con.close()
+    return {r["key"] for r in query_rows(root, f"select distinct key from {table} where annotator = '{annotator}' "
+                                                f"and prompt_version = '{version}'")}
 
 
 def remove_unfinished(root: Path, group: str) -> int:

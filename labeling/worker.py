@@ -14,7 +14,7 @@ from manifests.schema import parquet_bytes, to_table
 from pipeline import layout
 from pipeline.chunks import Outcome, failure_outcome, sample_outcome, write_chunk
 from pipeline.config import ShardConfig
-from pipeline.shards import atomic_write
+from pipeline.shards import atomic_write, read_member
 
 from . import purity, schema
 from .backends import BackendSpec, Decoding, Reply, make_backend
@@ -41,12 +41,6 @@ class LabelJob:
     max_attempts: int = 3
     group: str = ""  # shard group of the semantic-sft samples
     task: str = "annotate"  # annotate | caption
-
-
-def read_member(root: Path, row: dict) -> bytes:
-    with open(root / row["shard"], "rb") as f:
-        f.seek(row["offset_data"])
-        return f.read(row["size"])
 
 
 def run_with_retries(backend, inputs: list, prompt: str, schema_: dict | None, max_attempts: int,

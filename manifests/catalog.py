@@ -100,3 +100,13 @@ def run_query(root: Path, query: str):
     for st in statements[:-1]:
         con.execute(st.query)
     return con, con.sql(statements[-1].query)
+
+
+def query_rows(root: Path, query: str) -> list[dict]:
+    """Read-only SQL against the catalog, as a list of dicts."""
+    con, rel = run_query(root, query)
+    try:
+        cols = rel.columns
+        return [dict(zip(cols, r)) for r in rel.fetchall()]
+    finally:
+        con.close()

@@ -140,3 +140,13 @@ def index_table(entries: list[MemberEntry]):
         "size": pa.array([e.size for e in entries], pa.int64()),
         "sha256": pa.array([e.sha256 for e in entries], pa.string()),
     })
+
+
+def read_member(root: Path, row: dict) -> bytes:
+    """A sample's bytes, read straight from its tar with the manifest row's shard, offset and size."""
+    with open(root / row["shard"], "rb") as f:
+        f.seek(row["offset_data"])
+        data = f.read(row["size"])
+    if len(data) != row["size"]:
+        raise OSError(f"{row['shard']}: member {row['member']} is truncated; run `aig verify {root}`")
+    return data
