@@ -8,25 +8,36 @@ import os
 from pathlib import Path
 
 
-def _pixel_worker(config: dict) -> None:
+def _rank_worker(config: dict) -> None:
+    """One Ray Train rank: the branch's own loop with this rank's place in the world; rank 0 writes summary.json."""
     import ray.train
     import torch
 
-    from .config import PixelConfig
-    from .pixel import run_pixel
-
-    ctx = ray.train.get_context()
-    cfg = PixelConfig.from_dict(config)
+    config = dict(config)
+    run, cfg = _branch_loop(config.pop("_branch"), config)
     cfg.threads = cfg.threads or 1
     if torch.cuda.is_available():
         cfg.device = "cuda"
-    summary = run_pixel(cfg, ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank())
+    ctx = ray.train.get_context()
+    summary = run(cfg, ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank())
     if ctx.get_world_rank() == 0:
         (Path(cfg.output) / "summary.json").write_text(json.dumps(summary, indent=1))
 
 
-def run_on_ray(cfg, worker_fn=_pixel_worker) -> dict:
-    """Run `worker_fn(cfg dict)` on cfg.num_workers Ray Train workers; returns rank 0's summary.json."""
+def _branch_loop(branch: str, config: dict):
+    """(training loop, its config) of a branch."""
+    if branch == "semantic":
+        from .semantic import SemanticConfig, run_semantic
+
+        return run_semantic, SemanticConfig.from_dict(config)
+    from .config import PixelConfig
+    from .pixel import run_pixel
+
+    return run_pixel, PixelConfig.from_dict(config)
+
+
+def run_on_ray(cfg, branch: str = "pixel") -> dict:
+    """Run the branch's loop on cfg.num_workers Ray Train workers; returns rank 0's summary.json."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
@@ -49,8 +60,8 @@ def run_on_ray(cfg, worker_fn=_pixel_worker) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.json").unlink(missing_ok=True)
         d = cfg.to_dict()
-        d.update(output=str(out), dataset=str(Path(cfg.dataset).resolve()), progress=False)
-        trainer = TorchTrainer(worker_fn, train_loop_config=d,
+        d.update(output=str(out), dataset=str(Path(cfg.dataset).resolve()), progress=False, _branch=branch)
+        trainer = TorchTrainer(_rank_worker, train_loop_config=d,
                                scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu,
                                                             resources_per_worker={"CPU": 1}),
                                torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),

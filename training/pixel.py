@@ -92,7 +92,7 @@ def run_pixel(cfg: PixelConfig, rank: int = 0, world: int = 1, local_rank: int =
     from .checkpoint import save_pixel_export
     from .metrics import MetricsLog
     from .models import apply_lora, create_backbone, normalisation
-    from .pixel_stream import StreamSpec, Skips, make_loader, read_pairs
+    from .pixel_stream import StreamSpec, make_loader, read_pairs
     from .schedule import lr_at
     from .shards import run_ids, split_shards
 

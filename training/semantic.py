@@ -91,22 +91,8 @@ def train_semantic(cfg: SemanticConfig) -> dict:
     if cfg.num_workers > 1 or (cfg.num_workers == 1 and cfg.ray_address):
         from .distributed import run_on_ray
 
-        return run_on_ray(cfg, _semantic_worker)
+        return run_on_ray(cfg, "semantic")
     return run_semantic(cfg)
-
-
-def _semantic_worker(config: dict) -> None:
-    import ray.train
-    import torch
-
-    ctx = ray.train.get_context()
-    cfg = SemanticConfig.from_dict(config)
-    cfg.threads = cfg.threads or 1
-    if torch.cuda.is_available():
-        cfg.device = "cuda"
-    summary = run_semantic(cfg, ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank())
-    if ctx.get_world_rank() == 0:
-        (Path(cfg.output) / "summary.json").write_text(json.dumps(summary, indent=1))
 
 
 def load_vlm(name: str, dtype):
