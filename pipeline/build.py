@@ -74,14 +74,40 @@ def dataset_lock(root: Path) -> Iterator[None]:
 
 
 def clear_dataset(root: Path) -> None:
+    """--overwrite: delete what aig wrote at the root (by name); anything else stays."""
     if not root.exists():
         return
-    if any(p.name != layout.LOCK_FILE for p in root.iterdir()) and not layout.is_dataset(root):
+    if layout.foreign_entries(root) and not layout.is_dataset(root):
         raise BuildError(f"'{root}' is not an aig dataset folder; refusing to delete it with --overwrite")
     for child in root.iterdir():
-        if child.name == layout.LOCK_FILE:
+        if child.name == layout.LOCK_FILE or not layout.is_own(child.name):
             continue
         shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+def _inside(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def check_output(root: Path, inputs) -> None:
+    """Refuse an output that is a file, overlaps an input folder, or is a non-empty folder of other files."""
+    if root.exists() and not root.is_dir():
+        raise BuildError(f"output '{root}' is an existing file, not a folder; name a new or dataset folder with -o")
+    real = root.resolve()
+    folders = [*inputs.folders, *(s for s in inputs.shards if not storage.is_url(s) and Path(s).is_dir())]
+    for folder in folders:
+        if storage.is_url(folder):
+            continue
+        f = Path(folder).resolve()
+        if _inside(real, f) or _inside(f, real):
+            how = "is" if real == f else "lies inside" if _inside(real, f) else "contains"
+            raise BuildError(f"output '{root}' {how} input folder '{folder}'; write the dataset to a folder "
+                             "outside the inputs (-o)")
+    foreign = layout.foreign_entries(root)
+    if foreign and not layout.is_dataset(root):
+        raise BuildError(f"output '{root}' is not empty and not an aig dataset (it holds '{foreign[0].name}'"
+                         f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); name a new or empty "
+                         "folder with -o")
 
 
 def _clear(store) -> None:
@@ -248,12 +274,17 @@ def _start_or_resume(root: Path, cfg: BuildConfig, command: str) -> tuple[dict, 
 def build(cfg: BuildConfig, command: str = "aig build-data", overwrite: bool = False) -> BuildReport:
     store = storage.open_output(cfg.output)  # a local folder, or a URL whose manifest the driver mirrors
     root = store.local
+    if not isinstance(store, storage.Mirror):
+        check_output(root, cfg.inputs)
     start = time.perf_counter()
     try:
         return _build(store, cfg, command, overwrite, start)
     except Exception as e:  # a Ray task error wraps the worker's OSError
         if is_disk_full(e):
             raise disk_full_error(root, e) from None
+        if isinstance(e, PermissionError):
+            raise BuildError(f"cannot write to dataset folder '{root}' ({e.strerror}: {e.filename}); fix its "
+                             "permissions or name another folder with -o") from None
         raise
 
 

@@ -6,6 +6,8 @@ import dataclasses
 import hashlib
 import json
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,8 +143,34 @@ class BuildConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a TOML/CLI value has the type a config field declares (bool is not a number here)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is list or origin is list:
+        return isinstance(value, list) and (not args or all(_fits(v, args[0]) for v in value))
+    if hint in (int, float):
+        return isinstance(value, int if hint is int else (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint) if a is not type(None))
+    if hint is list or typing.get_origin(hint) is list:
+        args = typing.get_args(hint)
+        return f"a list of {_type_name(args[0])}s".replace("a list of a ", "a list of ") if args else "a list"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
+
+
 def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
     names = {f.name: f for f in dataclasses.fields(obj)}
+    hints = typing.get_type_hints(type(obj))
     for key, value in values.items():
         if key not in names:
             raise ConfigError(f"unknown config key '{where}{key}'; known: {', '.join(sorted(names))}")
@@ -152,6 +180,9 @@ def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
                 raise ConfigError(f"config key '{where}{key}' is a section: write it as [{where}{key}]")
             _merge(current, value, f"{where}{key}.")
         else:
+            if not _fits(value, hints[key]):
+                shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+                raise ConfigError(f"config key '{where}{key}' must be {_type_name(hints[key])}, got {shown}")
             setattr(obj, key, value)
 
 

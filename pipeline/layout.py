@@ -8,6 +8,8 @@ from pathlib import Path
 from manifests.schema import CATALOG_FILE, INFO_FILE, MANIFEST_DIR, SHARDS_DIR, table_dir
 
 LOCK_FILE = ".aig.lock"
+# Everything aig writes at a dataset's root (--overwrite deletes these and nothing else).
+OWN_NAMES = (SHARDS_DIR, MANIFEST_DIR, CATALOG_FILE, CATALOG_FILE + ".wal", INFO_FILE, LOCK_FILE, "report.html", "eval")
 
 
 def chunk_name(group: str, chunk: int) -> str:
@@ -49,3 +51,13 @@ def all_tars(root: Path) -> list[Path]:
 
 def temp_files(root: Path) -> list[Path]:
     return sorted(p for p in root.glob("**/.*.tmp-*") if p.is_file())
+
+
+def is_own(name: str) -> bool:
+    """True for a root entry aig wrote: one of OWN_NAMES, or a temporary file of the catalog's."""
+    return name in OWN_NAMES or name.startswith(f".{CATALOG_FILE}.tmp-")
+
+
+def foreign_entries(root: Path) -> list[Path]:
+    """Entries at the root of `root` that aig did not write (sorted)."""
+    return sorted(p for p in root.iterdir() if not is_own(p.name)) if root.is_dir() else []
