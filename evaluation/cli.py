@@ -163,4 +163,6 @@ def report(dataset: Path, output: Path | None, pairs: int, threshold: float) -> 
         path = build_report(dataset, output, pairs=pairs, audit_threshold=threshold)
     except CatalogError as e:
         _fail(str(e))
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as e:
+        _fail(f"cannot write the report to '{e.filename}' ({e.strerror}); pass --output FILE in a writable folder")
     typer.echo(f"report: {path.resolve()}")

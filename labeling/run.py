@@ -91,7 +91,7 @@ def next_chunk(root: Path, group: str) -> int:
 
 def label_dataset(root: Path, job: LabelJob, runner, shard_cfg, splits=None, where=None, limit=None,
                   chunk_size: int = 64, command: str = "aig label-semantic", log=print) -> LabelReport:
-    from pipeline.build import disk_full_error
+    from pipeline.build import disk_full_error, permission_error
     from pipeline.shards import is_disk_full
 
     try:
@@ -99,6 +99,8 @@ def label_dataset(root: Path, job: LabelJob, runner, shard_cfg, splits=None, whe
     except Exception as e:  # a Ray task error wraps the worker's OSError
         if is_disk_full(e):
             raise LabelError(str(disk_full_error(root, e))) from None
+        if isinstance(e, PermissionError):
+            raise LabelError(str(permission_error(root, e))) from None
         raise
 
 

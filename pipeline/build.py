@@ -58,6 +58,11 @@ def disk_full_error(root: Path, e: BaseException) -> BuildError:
     )
 
 
+def permission_error(root: Path, e: PermissionError) -> BuildError:
+    return BuildError(f"cannot write to dataset folder '{root}' ({e.strerror}: {e.filename}); fix its "
+                      "permissions, or use another folder")
+
+
 def log(msg: str) -> None:
     print(f"[aig] {msg}", file=sys.stderr, flush=True)
 
@@ -283,8 +288,7 @@ def build(cfg: BuildConfig, command: str = "aig build-data", overwrite: bool = F
         if is_disk_full(e):
             raise disk_full_error(root, e) from None
         if isinstance(e, PermissionError):
-            raise BuildError(f"cannot write to dataset folder '{root}' ({e.strerror}: {e.filename}); fix its "
-                             "permissions or name another folder with -o") from None
+            raise permission_error(root, e) from None
         raise
 
 

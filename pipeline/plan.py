@@ -37,6 +37,11 @@ def _hash_item(item: InputItem) -> tuple[str | None, str | None]:
         return None, f"missing: no such file {item.file}"
     except OSError as e:
         return None, f"read_error: {e}"
+    except Exception as e:  # object storage: missing credentials, bad endpoint... are that input's failure
+        if "://" not in item.file:
+            raise
+        return None, (f"read_error: cannot read '{item.file}': {type(e).__name__}: {e}. Check the credentials and "
+                      "endpoint (for S3: AWS_* variables or ~/.aws, AWS_ENDPOINT_URL)")
 
 
 def hash_inputs(items: list[InputItem], threads: int = 8) -> list[tuple[str | None, str | None]]:

@@ -37,6 +37,31 @@ class InputItem:
     error: str | None = None  # set when the input cannot be read at all (reason: detail)
 
 
+UNDECODABLE = ("undecodable_name: the name is not valid UTF-8 (shown with \\x escapes); rename it, "
+               "e.g. with `convmv -f latin1 -t utf-8`")
+
+
+def printable(name: str) -> str:
+    """`name` as valid UTF-8 text: bytes of a file name that are not UTF-8 are shown as \\xNN."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        try:
+            return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _named_safely(item: "InputItem") -> "InputItem":
+    """An input whose path is not valid UTF-8 cannot be recorded as is: it becomes a failure row."""
+    name, file = printable(item.input_path), printable(item.file)
+    if (name, file) == (item.input_path, item.file):
+        return item
+    return InputItem(name, file, caption=item.caption, group=item.group, origin=item.origin,
+                     error=item.error and printable(item.error) or UNDECODABLE)
+
+
 def embedded_list() -> Path:
     return Path(str(resources.files("pipeline") / "assets" / "photos" / "photos.csv"))
 
@@ -55,9 +80,9 @@ def from_folder(folder: str) -> list[InputItem]:
         for name in filenames:
             p = Path(dirpath, name)
             if p.is_file():  # a symlink to a file counts as its target (listed once with it)
-                items.append(InputItem(str(p.resolve()), str(p.resolve())))
+                items.append(_named_safely(InputItem(str(p.resolve()), str(p.resolve()))))
             elif p.is_symlink():  # dangling or a loop: recorded, not silently skipped
-                items.append(InputItem(str(p.absolute()), str(p.absolute()), error=_broken_link(p)))
+                items.append(_named_safely(InputItem(str(p.absolute()), str(p.absolute()), error=_broken_link(p))))
     return sorted(items, key=lambda i: i.input_path)
 
 
@@ -78,16 +103,40 @@ def _resolve(p: Path) -> Path | None:
 
 
 def _rows_from_list(name: str, data: bytes) -> list[dict]:
+    """The rows of a list file; raises ValueError (with what to do) when its content cannot be read."""
     suffix = posixpath.splitext(name)[1].lower()
     if suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.read_table(io.BytesIO(data)).to_pylist()
+        try:
+            return pq.read_table(pa.BufferReader(data)).to_pylist()
+        except (pa.ArrowException, OSError) as e:
+            raise ValueError(f"not a readable Parquet file ({e}); re-export the list") from None
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark is not part of the first column's name
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); save it as UTF-8, "
+                         "e.g. `iconv -f latin1 -t utf-8 LIST > LIST.utf8`") from None
     if suffix in (".csv", ".tsv"):
-        with io.TextIOWrapper(io.BytesIO(data), newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
-    lines = data.decode("utf-8").splitlines()
+        csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # long captions are fine
+        try:
+            return list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ","))
+        except csv.Error as e:
+            raise ValueError(f"not a readable CSV file ({e})") from None
+    lines = text.splitlines()
     return [{"path": line.strip()} for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _path_cell(value) -> str:
+    """A path cell as text: bytes are a file name's bytes (decoded like the OS does); numbers are refused."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return os.fsdecode(value)
+    if not isinstance(value, str):
+        raise ValueError(f"its path column holds {type(value).__name__} values, not paths; store the paths as text")
+    return value
 
 
 def _remote_entry(list_file: str, raw: str) -> str | None:
@@ -105,17 +154,22 @@ def from_list(list_file: str, origin: str = "list") -> list[InputItem]:
     remote = storage.is_url(list_file)
     if not (storage.isfile(list_file) if remote else Path(list_file).is_file()):
         raise InputError(f"input list '{list_file}' does not exist")
-    rows = _rows_from_list(list_file, storage.read_bytes(list_file) if remote else Path(list_file).read_bytes())
+    where_list = list_file if remote else str(Path(list_file).resolve())
+    try:
+        rows = _rows_from_list(list_file, storage.read_bytes(list_file) if remote else Path(list_file).read_bytes())
+        column = next((c for c in PATH_COLUMNS if rows and c in rows[0]), None)
+        cells = [_path_cell(row[column]) for row in rows] if column else []
+    except ValueError as e:  # a damaged list is one failure row; the other inputs go on
+        return [InputItem(where_list, where_list, origin=origin, error=f"unreadable_list: {e}")]
     if rows:
-        column = next((c for c in PATH_COLUMNS if c in rows[0]), None)
         if column is None:
             raise InputError(
                 f"input list '{list_file}' has no path column; name one of: {', '.join(PATH_COLUMNS)} "
-                f"(columns found: {', '.join(rows[0])})"
+                f"(columns found: {', '.join(map(repr, rows[0]))})"
             )
     items = []
-    for row in rows:
-        raw = str(row[column] or "").strip()
+    for row, cell in zip(rows, cells):
+        raw = cell.strip()
         url = _remote_entry(list_file, raw) if raw else None
         broken = False
         if url is None:
@@ -135,7 +189,7 @@ def from_list(list_file: str, origin: str = "list") -> list[InputItem]:
             error = f"missing: no such file {p}"
         where = url or str(p)
         name = f"embedded:{raw}" if origin == "embedded" else where  # embedded inputs: same id on every machine
-        items.append(InputItem(name, where, caption=caption, group=group, origin=origin, error=error))
+        items.append(_named_safely(InputItem(name, where, caption=caption, group=group, origin=origin, error=error)))
     return items
 
 
@@ -173,6 +227,9 @@ def from_shards(spec: str) -> list[InputItem]:
         real = shard if storage.is_url(shard) else str(Path(shard).resolve())
         if not (storage.isfile(real) if storage.is_url(real) else os.path.isfile(real)):
             raise InputError(f"shard '{shard}' does not exist")
+        if printable(real) != real:
+            items.append(_named_safely(InputItem(real, real, origin="shards")))
+            continue
         try:
             items.extend(_shard_items(real))
         except (tarfile.TarError, OSError) as e:
@@ -181,8 +238,11 @@ def from_shards(spec: str) -> list[InputItem]:
 
 
 def _shard_items(shard: str) -> list[InputItem]:
+    """One input per sample key (its first image member); a later image member of a key is a
+    `duplicate_key` failure, named `SHARD#MEMBER@OFFSET` (the member header's offset in the tar)."""
     samples: dict[str, dict[str, tarfile.TarInfo]] = {}
     order: list[str] = []
+    duplicates: list[InputItem] = []
     remote = storage.is_url(shard)
     shard_size = storage.size(shard) if remote else os.path.getsize(shard)
     broken: str | None = None
@@ -193,15 +253,22 @@ def _shard_items(shard: str) -> list[InputItem]:
             for m in tf:
                 if m.isdir():
                     continue
-                key, ext = _sample_key(m.name)
+                key, ext = _sample_key(printable(m.name))
                 if not m.isfile():  # symlink, hard link, device...: never followed nor read
                     ext = f"{ext} ({'link' if m.issym() or m.islnk() else 'special file'})"
                 if key not in samples:
                     samples[key] = {}
                     order.append(key)
-                samples[key][ext] = m
+                first = next((samples[key][e] for e in IMAGE_EXTENSIONS if e in samples[key]), None)
+                if ext in IMAGE_EXTENSIONS and first is not None:
+                    duplicates.append(InputItem(
+                        f"{shard}#{printable(m.name)}@{m.offset}", shard, origin="shards",
+                        error=f"duplicate_key: sample '{key}' already has the image member '{printable(first.name)}' "
+                              f"(offset {first.offset}); only the first image of a key is ingested"))
+                    continue
+                samples[key].setdefault(ext, m)
                 if ext in ("txt", "caption") and m.size < 100_000 and m.offset_data + m.size <= shard_size:
-                    captions[key] = tf.extractfile(m).read().decode("utf-8", "replace").strip()
+                    captions.setdefault(key, tf.extractfile(m).read().decode("utf-8", "replace").strip())
         except tarfile.TarError as e:  # cut short or damaged: keep the members read so far
             broken = f"unreadable_shard: {e} after {len(order)} samples"
     items = []
@@ -214,9 +281,10 @@ def _shard_items(shard: str) -> list[InputItem]:
             continue
         m = members[image_ext]
         short = m.offset_data + m.size > shard_size
-        items.append(InputItem(f"{shard}#{m.name}", shard, offset=m.offset_data, size=m.size,
+        items.append(InputItem(f"{shard}#{printable(m.name)}", shard, offset=m.offset_data, size=m.size,
                                caption=captions.get(key) or None, origin="shards",
                                error="truncated: member data runs past the end of the shard" if short else None))
+    items += duplicates
     if broken:
         items.append(InputItem(f"{shard}#(end)", shard, origin="shards", error=broken))
     return items
