@@ -75,6 +75,11 @@ def dataset_items(root: Path, split: str) -> list[EvalItem]:
     if not rows:
         raise EvalError(f"dataset '{root}' has no image samples in split {split!r}: "
                         f"check with `aig sql -d {root} \"select split, count(*) from samples group by all\"`")
+    from pipeline.shards import missing_shard
+
+    missing = missing_shard(root, [r["shard"] for r in rows])
+    if missing:
+        raise EvalError(missing)
     name = f"{root.name}:{split}"
     return [EvalItem(r["key"], 1 if r["label"] == "fake" else 0,
                      r["generator"] if r["label"] == "fake" else (r["generator"] or "-"),

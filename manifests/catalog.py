@@ -71,9 +71,24 @@ def connect_readonly(root: Path):
     path = root / CATALOG_FILE
     if not path.is_file():
         raise CatalogError(f"no catalog at '{path}': build a dataset there first with `aig build-data --output {root}`")
-    con = duckdb.connect(str(path), read_only=True)
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as e:
+        raise CatalogError(f"catalog '{path}' is damaged ({str(e).splitlines()[0]}); re-run the same "
+                           "`aig build-data` command to rebuild it (nothing is ingested twice)") from None
     con.execute(f"set file_search_path = '{_sql_str(root.resolve())}'")
     return con
+
+
+def damaged_file_error(root: Path, e: Exception) -> CatalogError:
+    """A query that failed on a damaged manifest file: name the file and what to do."""
+    import re
+
+    msg = str(e).splitlines()[0]
+    found = re.search(r"""['"]([^'"]+\.parquet)['"]""", msg)
+    what = f"manifest file '{found.group(1)}' is damaged" if found else "reading the manifest failed"
+    return CatalogError(f"{what} ({msg}); run `aig verify {root}` to list every damaged file, and restore "
+                        "them from a copy")
 
 
 def check_read_only(con, query: str) -> None:

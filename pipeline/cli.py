@@ -116,7 +116,9 @@ def build_data(
 
 
 def _print_summary(root: Path) -> None:
-    from manifests.catalog import run_query
+    import duckdb
+
+    from manifests.catalog import damaged_file_error, run_query
 
     queries = [
         ("samples", "select task, split, label, coalesce(generator, '-') as generator, count(*) as n "
@@ -124,8 +126,11 @@ def _print_summary(root: Path) -> None:
         ("failures", "select stage, reason, count(*) as n from failures group by all order by n desc, reason"),
     ]
     for title, q in queries:
-        con, rel = run_query(root, q)
-        rows = rel.fetchall()
+        try:
+            con, rel = run_query(root, q)
+            rows = rel.fetchall()
+        except duckdb.Error as e:  # a damaged manifest Parquet file
+            raise damaged_file_error(root, e) from None
         typer.echo(f"{title}:" + ("" if rows else " none"))
         for r in rows:
             typer.echo("  " + "  ".join(str(v) for v in r))

@@ -150,3 +150,12 @@ def read_member(root: Path, row: dict) -> bytes:
     if len(data) != row["size"]:
         raise OSError(f"{row['shard']}: member {row['member']} is truncated; run `aig verify {root}`")
     return data
+
+
+def missing_shard(root: Path, shards) -> str | None:
+    """The message for the first of `shards` (paths relative to root) that is not on disk, else None."""
+    missing = sorted(rel for rel in set(shards) if not (root / rel).is_file())
+    if not missing:
+        return None
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    return f"shard {missing[0]}{more} listed in the catalog is missing under {root}; run `aig verify {root}`"

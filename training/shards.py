@@ -25,9 +25,11 @@ def _rows(root: Path, query: str) -> list[tuple]:
 def split_shards(root: Path, task: str, split: str) -> list[str]:
     """Absolute paths of the tars holding `task` samples of `split` (sorted; from the catalog only)."""
     rows = _rows(root, f"select distinct shard from samples where task = '{task}' and split = '{split}' order by 1")
-    missing = [r[0] for r in rows if not (root / r[0]).is_file()]
+    from pipeline.shards import missing_shard
+
+    missing = missing_shard(root, [r[0] for r in rows])
     if missing:
-        raise DataError(f"shard {missing[0]} listed in the catalog is missing under {root}; run `aig verify {root}`")
+        raise DataError(missing)
     return [str(root / r[0]) for r in rows]
 
 
