@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pathlib
 import struct
 import zlib
@@ -37,6 +38,9 @@ MISSING = "missing"
 READ_ERROR = "read_error"
 NO_IMAGE_MEMBER = "no_image_member"
 UNREADABLE_SHARD = "unreadable_shard"
+DUPLICATE_KEY = "duplicate_key"
+UNDECODABLE_NAME = "undecodable_name"
+UNREADABLE_LIST = "unreadable_list"
 
 REASONS = (
     GOOD,
@@ -53,6 +57,9 @@ REASONS = (
     READ_ERROR,
     NO_IMAGE_MEMBER,
     UNREADABLE_SHARD,
+    DUPLICATE_KEY,
+    UNDECODABLE_NAME,
+    UNREADABLE_LIST,
 )
 
 TEST_MIN_SIZE = 32
@@ -82,6 +89,8 @@ WHY = {
     "names/UPPER.JPG": "upper-case extension",
     "names/été photo.jpg": "space and non-ASCII letters in the name",
     "names/new\nline.jpg": "a newline in the file name: the path is stored as is",
+    "names/caf\\xe9.jpg": "a name that is not valid UTF-8 (Latin-1 bytes): recorded with \\x escapes; "
+                           "the other files are ingested",
     "names/really_png.jpg": "wrong extension (PNG bytes): the content decides",
     "names/really_jpeg.png": "wrong extension (JPEG bytes): the content decides",
     "names/really_webp.gif": "wrong extension (WebP bytes): the content decides",
@@ -475,6 +484,10 @@ def make_corpus_with_sizes(root: pathlib.Path, seed: int = 0) -> tuple[dict[str,
     (root / "links" / "loop.jpg").symlink_to("loop.jpg")
     expected["links/dangling.jpg"] = expected["links/loop.jpg"] = MISSING
     files["links/dangling.jpg"] = files["links/loop.jpg"] = b""
+    # a Latin-1 file name (not valid UTF-8): planted through bytes; its input path shows \xe9
+    with open(os.path.join(os.fsencode(root / "names"), b"caf\xe9.jpg"), "wb") as f:
+        f.write(_encode(_rgb(rng, 64, 48), "JPEG", quality=84))
+    expected["names/caf\\xe9.jpg"], files["names/caf\\xe9.jpg"] = UNDECODABLE_NAME, b""
     assert set(expected) == set(files) == set(WHY) and all(v in REASONS for v in expected.values())
     assert set(sizes) == {k for k, v in expected.items() if v == GOOD}
     return expected, sizes
@@ -510,6 +523,16 @@ LIST_WHY = {
     "listed twice": ("ok", "the same path twice is one input"),
 }
 
+BAD_LIST_WHY = {
+    "long-caption.csv": ("ok", "a 200,000-character caption (over Python's default CSV field limit of 131,072): kept whole"),
+    "bom.csv": ("ok", "a UTF-8 byte-order mark before the header: not part of the column name"),
+    "binary-path.parquet": ("ok", "a Parquet list whose path column is binary: the bytes are the file name"),
+    "latin1.csv": (UNREADABLE_LIST, "a Latin-1 CSV: not UTF-8; one failure row for the list, the other inputs go on"),
+    "corrupt.parquet": (UNREADABLE_LIST, "a damaged Parquet list: one failure row for the list"),
+    "int-path.parquet": (UNREADABLE_LIST, "a Parquet list whose path column holds integers"),
+    "s3 row": (READ_ERROR, "a row naming `s3://...` without credentials: that row's failure"),
+}
+
 SHARD_WHY = {
     "../escape.png": ("ok", "traversal member name: read by offset from the tar, never extracted; "
                             "nothing is written outside the dataset"),
@@ -521,6 +544,10 @@ SHARD_WHY = {
     "cut.jpg": (TRUNCATED, "the last member of a shard cut short: its data runs past the end of the tar"),
     "(end)": (UNREADABLE_SHARD, "the shard cut short: members before the cut are kept, this row says where it ends"),
     "not-a-tar": (UNREADABLE_SHARD, "a .tar file that is not a tar"),
+    "x.png, x.png": (DUPLICATE_KEY, "a member name twice (other bytes): the first is ingested, the second is a "
+                                    "failure named `SHARD#x.png@OFFSET` (its header's offset)"),
+    "z.jpg, z.png": (DUPLICATE_KEY, "two images under one key: the first in the tar is ingested, the other fails"),
+    "n\\xe9.png": ("ok", "a member name that is not valid UTF-8: read by offset, its input path shows \\x escapes"),
 }
 
 
@@ -569,6 +596,29 @@ def make_list_corpus(root: pathlib.Path, seed: int = 3) -> tuple[pathlib.Path, d
     return root / "list.csv", {r[1]: r[2] for r in rows}
 
 
+def make_bad_lists(root: pathlib.Path, seed: int = 5) -> tuple[list[pathlib.Path], dict[str, str], dict]:
+    """List files that are damaged or awkward as a whole (BAD_LIST_WHY); returns them, {input_path: expected}
+    and {input_path: caption length} for the kept rows with a caption."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = pathlib.Path(root)
+    imgs = make_images(root / "imgs", 3, size=(64, 64), seed=seed)
+    lists = {name: root / name for name in BAD_LIST_WHY if name != "s3 row"}
+    lists["long-caption.csv"].write_text(f"path,caption\nimgs/{imgs[0].name},{'a' * 200_000}\n"
+                                         "s3://aig-no-such-bucket/x.png,\n")
+    lists["bom.csv"].write_bytes(b"\xef\xbb\xbfpath\n" + f"imgs/{imgs[1].name}\n".encode())
+    pq.write_table(pa.table({"path": [str(imgs[2]).encode()]}), lists["binary-path.parquet"])
+    lists["latin1.csv"].write_bytes(f"path,caption\nimgs/{imgs[0].name},caf\xe9\n".encode("latin-1"))
+    lists["corrupt.parquet"].write_bytes(b"PAR1" + b"\0" * 64)
+    pq.write_table(pa.table({"path": [1, 2]}), lists["int-path.parquet"])
+    expected = {str(imgs[0].resolve()): "ok", str(imgs[1].resolve()): "ok", str(imgs[2].resolve()): "ok",
+                "s3://aig-no-such-bucket/x.png": READ_ERROR}
+    expected.update({str(lists[n].resolve()): UNREADABLE_LIST for n in ("latin1.csv", "corrupt.parquet",
+                                                                        "int-path.parquet")})
+    return list(lists.values()), expected, {str(imgs[0].resolve()): 200_000}
+
+
 def make_shard_corpus(root: pathlib.Path, seed: int = 4) -> tuple[list[pathlib.Path], dict[str, str]]:
     """Input shards with hostile member names and damage; returns the tars and {input_path: expected}."""
     import json
@@ -600,14 +650,27 @@ def make_shard_corpus(root: pathlib.Path, seed: int = 4) -> tuple[list[pathlib.P
     cut.write_bytes(data[:end])
     junk = root / "not-a-tar.tar"
     junk.write_bytes(b"this is not a tar archive\n" * 40)
-    h, c = str(hostile.resolve()), str(cut.resolve())
+    more = [p.read_bytes() for p in make_images(root / "src2", 4, size=(64, 64), fmt="PNG", seed=seed + 1)]
+    jpeg = make_images(root / "src3", 1, size=(64, 64), seed=seed + 2)[0].read_bytes()
+    dups = root / "dups.tar"
+    with tarfile.open(dups, "w", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape") as tf:
+        add(tf, "x.png", more[0])
+        add(tf, "x.png", more[1])
+        add(tf, "z.jpg", jpeg)
+        add(tf, "z.png", more[2])
+        add(tf, os.fsdecode(b"n\xe9.png"), more[3])
+    with tarfile.open(dups) as tf:
+        offsets = [m.offset for m in tf]
+    h, c, d = str(hostile.resolve()), str(cut.resolve()), str(dups.resolve())
     expected = {
         f"{h}#../escape.png": "ok", f"{h}#/abs/olute.png": "ok", f"{h}#deep/../../up.png": "ok",
         f"{h}#sym": NO_IMAGE_MEMBER, f"{h}#hard": NO_IMAGE_MEMBER, f"{h}#meta": NO_IMAGE_MEMBER,
         f"{c}#whole.png": "ok", f"{c}#cut.jpg": TRUNCATED, f"{c}#(end)": UNREADABLE_SHARD,
         str(junk.resolve()): UNREADABLE_SHARD,
+        f"{d}#x.png": "ok", f"{d}#x.png@{offsets[1]}": DUPLICATE_KEY,
+        f"{d}#z.jpg": "ok", f"{d}#z.png@{offsets[3]}": DUPLICATE_KEY, f"{d}#n\\xe9.png": "ok",
     }
-    return [hostile, cut, junk], expected
+    return [hostile, cut, junk, dups], expected
 
 
 def markdown_table() -> str:
@@ -620,6 +683,7 @@ def markdown_table() -> str:
     cell = lambda t: t.replace("\n", "\\n").replace("|", "\\|")  # noqa: E731
     lines += [f"| folder: `{cell(rel)}` | {expected[rel]} | {WHY[rel]} |" for rel in sorted(expected)]
     lines += [f"| list: {name} | {out} | {why} |" for name, (out, why) in LIST_WHY.items()]
+    lines += [f"| list file: `{name}` | {out} | {why} |" for name, (out, why) in BAD_LIST_WHY.items()]
     lines += [f"| shard member: `{name}` | {out} | {why} |" for name, (out, why) in SHARD_WHY.items()]
     return "\n".join(lines) + "\n"
 
@@ -690,6 +754,8 @@ def make_images(
 def _describe(path: pathlib.Path) -> str:
     if path.is_symlink() and not path.exists():
         return "broken symlink"
+    if not path.exists():
+        return "planted under a name that is not valid UTF-8"
     data = path.read_bytes()
     if not data:
         return "0 bytes"

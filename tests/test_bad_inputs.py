@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from conftest import run_aig, sql_rows
-from corpus import (GOOD, TEST_MAX_PIXELS, TEST_MIN_SIZE, make_corpus_with_sizes, make_list_corpus,
-                    make_shard_corpus, markdown_table)
+from corpus import (GOOD, TEST_MAX_PIXELS, TEST_MIN_SIZE, make_bad_lists, make_corpus_with_sizes,
+                    make_list_corpus, make_shard_corpus, markdown_table)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "bad-inputs.md"
 
@@ -92,9 +92,17 @@ def _outcomes(out) -> dict[str, str]:
 
 def test_awkward_paths_in_a_list(tmp_path):
     list_file, expected = make_list_corpus(tmp_path / "lc")
+    bad_lists, bad_expected, captions = make_bad_lists(tmp_path / "bad")
     out = tmp_path / "ds"
-    run_aig("build-data", "-o", out, "--input-list", list_file, "--executor", "local", "--stages", "ingest")
-    assert _outcomes(out) == expected
+    proc = run_aig("build-data", "-o", out, "--input-list", list_file, *[a for f in bad_lists for a in ("--input-list", f)],
+                   "--executor", "local", "--stages", "ingest")
+    assert "Traceback" not in proc.stderr
+    assert _outcomes(out) == {**expected, **bad_expected}
+    rows = sql_rows(out, "select input_path, length(caption) as n from samples where caption is not null")
+    assert {r["input_path"]: r["n"] for r in rows} == captions
+    errors = {r["input_path"]: r["error"] for r in sql_rows(out, "select input_path, error from failures")}
+    assert "not UTF-8" in errors[str((tmp_path / "bad" / "latin1.csv").resolve())]
+    assert "Credentials" in errors["s3://aig-no-such-bucket/x.png"]
     assert "OK" in run_aig("verify", out).stdout
 
 
