@@ -57,8 +57,12 @@ def test_append_then_overwrite(tmp_path):
     dup = sql_rows(out, "select reason, duplicate_of from failures")
     assert dup == [{"reason": "duplicate", "duplicate_of": str(first[0].resolve())}]
     assert [r["run_id"] for r in sql_rows(out, "select run_id from runs order by 1")] == ["run-0001", "run-0002"]
+    (out / "thesis").mkdir()  # files aig never wrote: --overwrite leaves them alone
+    (out / "thesis" / "chapter1.tex").write_text("x")
+    (out / "notes.txt").write_text("mine")
     run_aig("build-data", "-o", out, "--input-dir", b, "--executor", "local", "--overwrite", "--stages", "ingest")
     assert sql_rows(out, "select count(*) as n from samples") == [{"n": 5}]
+    assert (out / "thesis" / "chapter1.tex").read_text() == "x" and (out / "notes.txt").read_text() == "mine"
 
 
 def test_overwrite_of_a_new_folder_works(tmp_path):
@@ -71,6 +75,26 @@ def test_overwrite_refuses_a_foreign_folder(tmp_path):
     proc = run_aig("build-data", "-o", tmp_path, "--overwrite", check=False)
     assert proc.returncode == 2 and "not an aig dataset" in proc.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_outputs_that_would_mix_with_other_files_are_refused(tmp_path):
+    photos = tmp_path / "photos"
+    make_images(photos, 2, size=(64, 64))
+    (photos / "sub").mkdir()
+    work = tmp_path / "work"
+    (work / "thesis").mkdir(parents=True)
+    (work / "thesis" / "chapter1.tex").write_text("x")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    cases = [(work, [], "is not empty and not an aig dataset (it holds 'thesis')"),
+             (photos, ["--overwrite"], f"is input folder '{photos}'"),
+             (a_file, [], "is an existing file, not a folder")]
+    for out, extra, message in cases:
+        proc = run_aig("build-data", "-o", out, "--input-dir", photos, "--executor", "local", "--stages", "ingest",
+                       *extra, check=False)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, (out, proc.stderr)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written, nothing deleted
 
 
 def test_unfinished_run_with_other_config_is_refused(tmp_path):

@@ -122,3 +122,34 @@ def test_generator_names_are_key_safe():
     assert generator_name("stabilityai/stable-diffusion-2-1", "vae") == "stable_diffusion_2_1_vae"
     assert generator_name("/models/sd-v1.5/") == "sd_v1_5"
     assert generator_name("embedded") == "tinyvae"
+
+
+def test_check_output_refuses_overlap_with_inputs(tmp_path):
+    from pipeline.build import BuildError, check_output
+    from pipeline.config import InputConfig
+
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for out, message in [(photos / "sub", "lies inside input folder"), (tmp_path, "contains input folder"),
+                         (photos, "is input folder")]:
+        with pytest.raises(BuildError, match=message):
+            check_output(out, InputConfig(folders=[str(photos)]))
+    with pytest.raises(BuildError, match="contains input folder"):
+        check_output(tmp_path, InputConfig(shards=[str(photos)]))
+    check_output(tmp_path / "new", InputConfig(folders=[str(photos)]))  # a fresh folder next to the inputs is fine
+    (tmp_path / "ds" / "manifest").mkdir(parents=True)
+    (tmp_path / "ds" / "notes.txt").write_text("mine")
+    check_output(tmp_path / "ds", InputConfig(folders=[str(photos)]))  # a dataset may hold the user's files too
+
+
+def test_config_values_are_type_checked():
+    from pipeline.config import ConfigError, load_config
+
+    for key, value, message in [("ingest.size", "big", "'ingest.size' must be an integer, got 'big'"),
+                                ("ingest.size", 256.5, "'ingest.size' must be an integer, got 256.5"),
+                                ("ingest.size", True, "must be an integer"),
+                                ("split.train", "0.8", "'split.train' must be a number"),
+                                ("stages", ["ingest", 3], "'stages' must be a list of strings")]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, {key: value})
+    assert load_config(None, {"split.train": 1, "split.val": 0, "split.test": 0}).split.train == 1
