@@ -61,6 +61,89 @@ def test_verify_catches_missing_and_unlisted_shards(small_dataset, tmp_path):
     assert "shard missing" in proc.stdout and "stray.tar: tar on disk but in no done marker" in proc.stdout
 
 
+def test_verify_counts_rows_and_finds_orphans(small_dataset, tmp_path):
+    import pyarrow.parquet as pq
+
+    ds, tars = _damaged(small_dataset, tmp_path)
+    table = sorted((ds / "manifest" / "samples").glob("*.parquet"))[0]
+    rows = pq.read_table(table)
+    lost = rows.slice(0, 1).to_pylist()[0]
+    pq.write_table(rows.slice(1), table)  # a row removed: its member is now an orphan
+    index = (ds / tars[-1].relative_to(ds)).with_name(tars[-1].name.replace(".tar", ".index.parquet"))
+    idx = pq.read_table(index)
+    pq.write_table(idx.slice(1), index)
+    proc = run_aig("verify", ds, check=False)
+    assert proc.returncode == 1
+    assert f"{table.relative_to(ds)}: {rows.num_rows - 1} rows, its done marker counts {rows.num_rows}" in proc.stdout
+    assert f"{lost['shard']}: sample {lost['key']} has no row in the samples table (orphan member" in proc.stdout
+    assert f"{tars[-1].relative_to(ds)}: member {idx['member'][0]} is not in its index (orphan)" in proc.stdout
+
+
+def test_damaged_manifest_and_catalog_give_one_line_errors_and_the_build_rebuilds_the_catalog(small_dataset, tmp_path):
+    ds, _ = _damaged(small_dataset, tmp_path)
+    failures = sorted((ds / "manifest" / "failures").glob("*.parquet"))[0]
+    failures.write_bytes(failures.read_bytes()[:40])
+    (ds / "catalog.duckdb").write_bytes(b"not a database" * 100)
+    proc = run_aig("verify", ds, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{failures.relative_to(ds)}: damaged Parquet file" in proc.stdout
+    assert "catalog.duckdb" in proc.stdout and "re-run the same `aig build-data` command" in proc.stdout
+    for args in (["info", ds], ["sql", "-d", ds, "select 1"]):
+        proc = run_aig(*args, check=False)
+        assert proc.returncode == 2 and proc.stderr.startswith("error: catalog") and "build-data" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    good = small_dataset / "manifest" / "failures" / failures.name
+    shutil.copy(good, failures)  # re-running the build rebuilds the catalog (it never re-ingests)
+    run_aig("build-data", "-o", ds, "--input-dir", small_dataset.parent / "in", "--samples-per-shard", 4,
+            "--executor", "local", "--stages", "ingest")
+    assert run_aig("verify", ds).stdout.strip().endswith("OK")
+    failures.write_bytes(good.read_bytes()[:40])
+    proc = run_aig("info", ds, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"manifest file '{failures.resolve()}' is damaged" in proc.stderr and "aig verify" in proc.stderr
+
+
+def test_evaluate_refuses_a_missing_shard(small_dataset, tmp_path):
+    ds, _ = _damaged(small_dataset, tmp_path)
+    gone = sql_rows(ds, "select shard from samples where split = 'train' order by shard limit 1")[0]["shard"]
+    (ds / gone).unlink()
+    proc = run_aig("evaluate", "-d", ds, "--split", "train", "--pixel", tmp_path / "no-checkpoint", check=False)
+    assert proc.returncode == 2 and f"shard {gone}" in proc.stderr and "is missing" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _as_unprivileged(*args):
+    """Run aig without root's power to ignore file permissions (CAP_DAC_OVERRIDE), so read-only means read-only."""
+    import os
+
+    from conftest import AIG, aig_env
+
+    prefix = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv: permissions cannot be enforced")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    return subprocess.run([*prefix, AIG, *map(str, args)], capture_output=True, text=True, env=aig_env(), timeout=300)
+
+
+def test_read_only_outputs_give_one_line_errors(small_dataset, tmp_path):
+    ds, _ = _damaged(small_dataset, tmp_path)
+    for p in [ds, *ds.rglob("*")]:
+        p.chmod(p.stat().st_mode & ~0o222)
+    try:
+        runs = [_as_unprivileged("build-data", "-o", ds, "--input-dir", small_dataset.parent / "in", "--executor",
+                                 "local", "--stages", "ingest", "--samples-per-shard", 4),
+                _as_unprivileged("label-semantic", "-d", ds, "--backend", "openai", "--model", "m", "--base-url",
+                                 "http://127.0.0.1:9/v1", "--executor", "local"),
+                _as_unprivileged("report", ds)]
+    finally:
+        for p in [ds, *ds.rglob("*")]:
+            p.chmod(p.stat().st_mode | 0o200)
+    for proc in runs:
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert "Permission denied" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
 @pytest.mark.parametrize("statement", [
     "delete from samples",
     "insert into runs select * from runs",
@@ -112,6 +195,9 @@ def test_config_file_and_override(tmp_path):
     cfg.write_text("[ingest]\ncolour = 1\n")
     proc = run_aig("build-data", "--config", cfg, check=False)
     assert proc.returncode == 2 and "unknown config key 'ingest.colour'" in proc.stderr
+    cfg.write_text("[ingest]\nsize = 256.5\n")
+    proc = run_aig("build-data", "--config", cfg, check=False)
+    assert proc.returncode == 2 and proc.stderr == "error: config key 'ingest.size' must be an integer, got 256.5\n"
 
 
 def test_help_and_sql_do_not_import_heavy_libraries(small_dataset):
