@@ -6,6 +6,8 @@ import dataclasses
 import hashlib
 import json
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,10 @@ PAIR_FORMATS = ("png", "jpeg-matched")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 CANONICAL_POLICIES = ("cap", "center-crop", "native")
 IMAGE_FORMATS = ("png", "jpeg")
+LIST_FORMATS = ("txt", "csv", "tsv", "tsv.gz", "csv.gz", "json", "jsonl", "jsonl.gz", "parquet")
+# a config file has one table per command: [build-data], [train], [sql], ...
+COMMANDS = ("build-data", "sql", "verify", "info", "regenerate", "evaluate", "predict", "audit", "report",
+            "label-semantic", "train")
 
 
 class ConfigError(ValueError):
@@ -29,6 +35,22 @@ class InputConfig:
     lists: list[str] = field(default_factory=list)
     shards: list[str] = field(default_factory=list)
     embedded: bool = False  # set when no other input is given
+    # lists (img2dataset-compatible): format by extension unless set; the column naming images/URLs and captions
+    list_format: str | None = None
+    url_col: str | None = None  # default: the first of url, path, image, file, filepath, filename
+    caption_col: str = "caption"
+
+
+@dataclass
+class DownloadConfig:
+    """http(s) inputs (URL lists): how they are fetched."""
+
+    timeout: float = 10.0  # seconds to connect and between bytes
+    retries: int = 3  # on connection errors, 429 and 5xx, with exponential backoff
+    max_bytes: int = 50_000_000  # a larger body is a failure (too_large)
+    user_agent: str | None = None  # default: aig/VERSION (image dataset builder)
+    # X-Robots-Tag directives that opt an image out (reason opted_out); empty list = ignore the header
+    disallowed_header_directives: list[str] = field(default_factory=lambda: ["noai", "noimageai", "noindex", "noimageindex"])
 
 
 @dataclass
@@ -40,6 +62,7 @@ class IngestConfig:
     image_format: str = "png"
     jpeg_quality: int = 95
     animated: str = "reject"  # animations are rejected (the only supported policy)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
 
 
 @dataclass
@@ -138,11 +161,44 @@ class BuildConfig:
         d.pop("output")
         d.pop("runner")
         d.pop("stages")
+        for how in ("timeout", "retries", "user_agent"):  # how inputs are fetched, not which
+            d["ingest"]["download"].pop(how)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def type_error(key: str, value: Any, hint: Any) -> str | None:
+    """Why `value` does not fit the annotation `hint` (None when it does); TOML values are already typed."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = [type_error(key, value, a) for a in args if a is not type(None)]
+        return None if any(e is None for e in errors) else errors[0]
+    if hint is Any:
+        return None
+    if origin is typing.Literal:
+        return None if value in args else f"config key '{key}' must be one of {', '.join(map(str, args))}, got {value!r}"
+    if hint is Path:
+        hint = str
+    if hint is list or origin is list:
+        if not isinstance(value, list):
+            return f"config key '{key}' must be a list, got {value!r}"
+        for v in value:
+            if args and (err := type_error(key, v, args[0])):
+                return err.replace("must be", "must hold")
+        return None
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    ok = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str)}
+    if hint in ok and not ok[hint](value):
+        return f"config key '{key}' must be {names[hint]}, got {value!r}"
+    return None
 
 
 def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
     names = {f.name: f for f in dataclasses.fields(obj)}
+    hints = typing.get_type_hints(type(obj))
     for key, value in values.items():
         if key not in names:
             raise ConfigError(f"unknown config key '{where}{key}'; known: {', '.join(sorted(names))}")
@@ -152,21 +208,42 @@ def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
                 raise ConfigError(f"config key '{where}{key}' is a section: write it as [{where}{key}]")
             _merge(current, value, f"{where}{key}.")
         else:
+            if err := type_error(f"{where}{key}", value, hints[key]):
+                raise ConfigError(err)
             setattr(obj, key, value)
 
 
+LEGACY = "(top-level build-data keys)"
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A config file's tables; a file without command tables is build-data's (its keys at the top level)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' does not exist")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file '{p}' is not valid TOML: {e}") from None
+    build_keys = {f.name for f in dataclasses.fields(BuildConfig)}
+    legacy = not any(k in COMMANDS for k in data)
+    for k, v in data.items():
+        if legacy and k in build_keys:
+            continue
+        if k not in COMMANDS:
+            hint = " (build-data keys go under [build-data])" if k in build_keys else ""
+            raise ConfigError(f"config file '{p}': unknown table [{k}]{hint}; tables are commands: {', '.join(COMMANDS)}")
+        if not isinstance(v, dict):
+            raise ConfigError(f"config file '{p}': '{k}' must be a table [{k}]")
+    return {"build-data": data, LEGACY: True} if legacy and data else data
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> BuildConfig:
-    """Defaults, then the TOML file, then dotted overrides like {"ingest.size": 256} (None values ignored)."""
+    """Defaults, then the file's [build-data] table, then dotted overrides like {"ingest.size": 256} (None values ignored)."""
     cfg = BuildConfig()
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file '{p}' does not exist")
-        try:
-            data = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file '{p}' is not valid TOML: {e}") from None
-        _merge(cfg, data, "")
+        tables = read_toml(path)
+        _merge(cfg, tables.get("build-data", {}), "" if LEGACY in tables else "build-data.")
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
@@ -198,6 +275,12 @@ def validate(cfg: BuildConfig) -> None:
     s = cfg.split
     if min(s.train, s.val, s.test) < 0 or abs(s.train + s.val + s.test - 1.0) > 1e-6:
         raise ConfigError(f"split ratios must be >= 0 and sum to 1 (got {s.train}, {s.val}, {s.test})")
+    fmt = cfg.inputs.list_format
+    if fmt is not None and fmt not in LIST_FORMATS:
+        raise ConfigError(f"inputs.list_format '{fmt}' unknown; use one of {', '.join(LIST_FORMATS)}")
+    dl = ing.download
+    if dl.timeout <= 0 or dl.retries < 0 or dl.max_bytes < 1:
+        raise ConfigError("ingest.download: timeout must be > 0, retries >= 0 and max_bytes >= 1")
     unknown = [st for st in cfg.stages if st not in STAGES]
     if unknown or not cfg.stages:
         raise ConfigError(f"unknown stage(s) {unknown or '(none given)'}; available: {', '.join(STAGES)}")
