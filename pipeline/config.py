@@ -47,6 +47,7 @@ class DownloadConfig:
 
     timeout: float = 10.0  # seconds to connect and between bytes
     retries: int = 3  # on connection errors, 429 and 5xx, with exponential backoff
+    backoff: float = 0.5  # seconds before the 2nd try; doubles with each retry (a Retry-After header wins)
     max_bytes: int = 50_000_000  # a larger body is a failure (too_large)
     user_agent: str | None = None  # default: aig/VERSION (image dataset builder)
     # X-Robots-Tag directives that opt an image out (reason opted_out); empty list = ignore the header
@@ -161,7 +162,7 @@ class BuildConfig:
         d.pop("output")
         d.pop("runner")
         d.pop("stages")
-        for how in ("timeout", "retries", "user_agent"):  # how inputs are fetched, not which
+        for how in ("timeout", "retries", "backoff", "user_agent"):  # how inputs are fetched, not which
             d["ingest"]["download"].pop(how)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -279,8 +280,8 @@ def validate(cfg: BuildConfig) -> None:
     if fmt is not None and fmt not in LIST_FORMATS:
         raise ConfigError(f"inputs.list_format '{fmt}' unknown; use one of {', '.join(LIST_FORMATS)}")
     dl = ing.download
-    if dl.timeout <= 0 or dl.retries < 0 or dl.max_bytes < 1:
-        raise ConfigError("ingest.download: timeout must be > 0, retries >= 0 and max_bytes >= 1")
+    if dl.timeout <= 0 or dl.retries < 0 or dl.backoff < 0 or dl.max_bytes < 1:
+        raise ConfigError("ingest.download: timeout must be > 0, retries and backoff >= 0, max_bytes >= 1")
     unknown = [st for st in cfg.stages if st not in STAGES]
     if unknown or not cfg.stages:
         raise ConfigError(f"unknown stage(s) {unknown or '(none given)'}; available: {', '.join(STAGES)}")
