@@ -128,8 +128,12 @@ def test_url_list_columns_format_and_directives(served, tmp_path):
     out = tmp_path / "ds"
     args = ["build-data", "-o", out, "--executor", "local", "--stages", "ingest", "--size", 32,
             "--input-list", tmp_path / "links.data", "--input-format", "json"]
-    bad = run_aig(*args, check=False)
-    assert bad.returncode == 2 and "has no path column" in bad.stderr and "columns found: link, alt" in bad.stderr
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    bad = CliRunner().invoke(app, [str(a) for a in args])  # refused before any work: in-process is enough
+    assert bad.exit_code == 2 and "has no path column" in bad.output and "columns found: link, alt" in bad.output
     proc = run_aig(*args, "--url-col", "link", "--caption-col", "alt", "--disallowed-header-directives", "")
     assert "ingest: 2 inputs -> 2 samples, 0 failures" in proc.stdout
     assert sorted(r["caption"] for r in sql_rows(out, "select caption from samples")) == ["kept now", "three"]
