@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 from .config import DownloadConfig
-from .decode import Rejected
+from .decode import TOO_LARGE, Rejected
 
 UA_TOKEN = "aig"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -83,13 +83,13 @@ def fetch(url: str, cfg: DownloadConfig) -> bytes:
             raise FetchError("http_error", f"HTTP {resp.status_code} {resp.reason or ''}".strip())
         declared = resp.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cfg.max_bytes:
-            raise FetchError("too_large", f"{declared} bytes declared, over max_bytes {cfg.max_bytes}")
+            raise FetchError(TOO_LARGE, f"{declared} bytes declared, over max_bytes {cfg.max_bytes}")
         body, size = [], 0
         try:
             for block in resp.iter_content(64 * 1024):
                 size += len(block)
                 if size > cfg.max_bytes:
-                    raise FetchError("too_large", f"over max_bytes {cfg.max_bytes} bytes")
+                    raise FetchError(TOO_LARGE, f"over max_bytes {cfg.max_bytes} bytes")
                 body.append(block)
         except requests.RequestException as e:
             raise FetchError("download_error", f"{type(e).__name__}: {_short(e)}") from None
