@@ -70,11 +70,11 @@ def test_transient_read_errors_are_retried_then_recorded(monkeypatch, tmp_path):
     calls = {"n": 0}
     real_read = ingest.read_bytes
 
-    def flaky(item):
+    def flaky(item, download=None):
         calls["n"] += 1
         if calls["n"] < 3:
             raise OSError("stale NFS handle")
-        return real_read(item)
+        return real_read(item, download)
 
     monkeypatch.setattr(ingest, "read_bytes", flaky)
     assert ingest.prepare(row, IngestConfig(), "run-0001", max_retries=2).sample is not None
