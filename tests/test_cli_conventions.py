@@ -42,7 +42,7 @@ def test_help_shows_choices_and_defaults_without_stray_spaces():
     for name in ["", *COMMANDS]:
         text = invoke(*([name] if name else []), "--help").output
         assert not re.search(r"\w +[.,;:](\s|$)", text) and "<bool>" not in text, (name, text)
-        if name and name not in ("predict",):
+        if name:
             assert "-c, --config" in text, name
     help_of = {n: invoke(n, "--help").output for n in ("build-data", "sql", "train", "info")}
     assert "--policy <cap|center-crop|native>" in help_of["build-data"] and "[default: (512)]" in help_of["build-data"]
