@@ -164,7 +164,7 @@ def _new_run(root: Path, cfg: BuildConfig, command: str, runs: list[dict]) -> tu
     existing = {r["source_sha256"]: r["input_path"] for r in read_table(root, "samples", ["source_sha256", "input_path"])
                 if r["source_sha256"]}  # reals only: derived samples have no source bytes of their own
     t0 = time.perf_counter()
-    hashes = hash_inputs(fresh)
+    hashes = hash_inputs(fresh, download=cfg.ingest.download)
     log(f"planned {len(fresh)} inputs in {time.perf_counter() - t0:.1f}s")
     plan = make_plan(fresh, hashes, existing, cfg.split, cfg.shards.samples_per_shard,
                      _next_chunk(root, {r["run_id"] for r in runs}))

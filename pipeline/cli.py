@@ -5,17 +5,43 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
-from .config import DEFAULT_OUTPUT
+from .cli_config import ConfigOpt
+from .config import DEFAULT_OUTPUT, BuildConfig
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Build, query and check datasets for AI-generated image detection.")
 
 DatasetArg = Annotated[Path, typer.Option("--dataset", "-d", help="Dataset folder.")]
 DatasetLocation = Annotated[str, typer.Option("--dataset", "-d", help="Dataset folder or URL (s3://bucket/prefix).")]
+# info/verify/audit/report: the dataset positionally (as before) or with -d like every other command
+DatasetPos = Annotated[Optional[str], typer.Argument(metavar="DATASET", show_default=False, help="Dataset folder or URL (or -d).")]
+Executor = Literal["ray", "local"]
+_B = BuildConfig()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"aig {version('aig')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version,
+                                                help="Show the version and exit.")] = False) -> None:
+    """Build, query and check datasets for AI-generated image detection."""
+
+
+def pick_dataset(positional: Optional[str], option: str) -> str:
+    """The dataset named positionally or with -d/--dataset; both at once must agree."""
+    if positional is not None and option not in (positional, DEFAULT_OUTPUT):
+        fail(f"dataset given twice ('{positional}' and -d '{option}'); give it once")
+    return positional if positional is not None else option
 
 
 def fail(msg: str, code: int = 2) -> None:
@@ -25,42 +51,46 @@ def fail(msg: str, code: int = 2) -> None:
 
 @app.command("build-data")
 def build_data(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file; options below override it.")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help=f"Dataset folder [default: {DEFAULT_OUTPUT}].")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file: its [build-data] table (examples/aig.toml); options below override it.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", show_default=DEFAULT_OUTPUT, help="Dataset folder or URL.")] = None,
     input_dir: Annotated[Optional[list[str]], typer.Option("--input-dir", help="Folder of images (recursive). Repeatable.")] = None,
-    input_list: Annotated[Optional[list[str]], typer.Option("--input-list", help="CSV/TSV/Parquet with a path column (+ caption, group) or a text file of paths. Repeatable.")] = None,
+    input_list: Annotated[Optional[list[str]], typer.Option("--input-list", help="CSV/TSV/Parquet/JSON(L) with a path or url column (+ caption, group), or a text file of paths/URLs (img2dataset input formats). Repeatable.")] = None,
     input_shards: Annotated[Optional[list[str]], typer.Option("--input-shards", help="WebDataset tars: paths, a folder, a glob or a brace pattern. Repeatable.")] = None,
-    stages: Annotated[Optional[str], typer.Option(help="Comma-separated stages to run: ingest, reconstruct, inpaint, generate [default: all].")] = None,
-    policy: Annotated[Optional[str], typer.Option(help="Canonicalisation: cap (longest side <= size), center-crop, native.")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Target size in pixels for the policy.")] = None,
-    min_size: Annotated[Optional[int], typer.Option(help="Reject images whose shorter side is below this.")] = None,
-    max_pixels: Annotated[Optional[int], typer.Option(help="Reject images with more pixels (decompression bombs).")] = None,
-    image_format: Annotated[Optional[str], typer.Option(help="Stored format: png (lossless) or jpeg.")] = None,
-    jpeg_quality: Annotated[Optional[int], typer.Option(help="Quality when --image-format jpeg.")] = None,
-    samples_per_shard: Annotated[Optional[int], typer.Option(help="Inputs per chunk and max samples per tar.")] = None,
-    max_shard_bytes: Annotated[Optional[int], typer.Option(help="Max bytes per tar.")] = None,
-    split_seed: Annotated[Optional[str], typer.Option(help="Seed of the hash that assigns splits.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split fractions 'TRAIN,VAL,TEST' (default 0.8,0.1,0.1).")] = None,
+    url_col: Annotated[Optional[str], typer.Option(help="Lists: column of image paths/URLs [default: url, path, image, file, filepath or filename].")] = None,
+    caption_col: Annotated[Optional[str], typer.Option(show_default=_B.inputs.caption_col, help="Lists: caption column.")] = None,
+    input_format: Annotated[Optional[Literal["txt", "csv", "tsv", "tsv.gz", "csv.gz", "json", "jsonl", "jsonl.gz", "parquet"]], typer.Option(help="Lists: format [default: from the extension].")] = None,
+    disallowed_header_directives: Annotated[Optional[str], typer.Option(show_default=",".join(_B.ingest.download.disallowed_header_directives), help="URLs: comma-separated X-Robots-Tag directives that opt an image out (opted_out); '' ignores the header.")] = None,
+    stages: Annotated[Optional[str], typer.Option(show_default=",".join(_B.stages), help="Comma-separated stages to run.")] = None,
+    policy: Annotated[Optional[Literal["cap", "center-crop", "native"]], typer.Option(show_default=_B.ingest.policy, help="Canonicalisation: cap (longest side <= size), center-crop, native.")] = None,
+    size: Annotated[Optional[int], typer.Option(show_default=str(_B.ingest.size), help="Target size in pixels for the policy.")] = None,
+    min_size: Annotated[Optional[int], typer.Option(show_default=str(_B.ingest.min_size), help="Reject images whose shorter side is below this.")] = None,
+    max_pixels: Annotated[Optional[int], typer.Option(show_default=str(_B.ingest.max_pixels), help="Reject images with more pixels (decompression bombs).")] = None,
+    image_format: Annotated[Optional[Literal["png", "jpeg"]], typer.Option(show_default=_B.ingest.image_format, help="Stored format: png (lossless) or jpeg.")] = None,
+    jpeg_quality: Annotated[Optional[int], typer.Option(show_default=str(_B.ingest.jpeg_quality), help="Quality when --image-format jpeg.")] = None,
+    samples_per_shard: Annotated[Optional[int], typer.Option(show_default=str(_B.shards.samples_per_shard), help="Inputs per chunk and max samples per tar.")] = None,
+    max_shard_bytes: Annotated[Optional[int], typer.Option(show_default=str(_B.shards.max_shard_bytes), help="Max bytes per tar.")] = None,
+    split_seed: Annotated[Optional[str], typer.Option(show_default=_B.split.seed, help="Seed of the hash that assigns splits.")] = None,
+    split: Annotated[Optional[str], typer.Option(show_default="0.8,0.1,0.1", help="Split fractions 'TRAIN,VAL,TEST'.")] = None,
     autoencoder: Annotated[Optional[list[str]], typer.Option(help="Reconstruct stage: diffusers autoencoder, hub id or local path, optional ':SUBFOLDER' (e.g. stabilityai/stable-diffusion-2-1:vae). Repeatable [default: embedded].")] = None,
-    latent: Annotated[Optional[str], typer.Option(help="Reconstruct stage: sample (seeded per pair) or mode.")] = None,
-    pair_format: Annotated[Optional[str], typer.Option(help="Pixel pairs stored as png (lossless) or jpeg-matched (the real's own JPEG quality).")] = None,
+    latent: Annotated[Optional[Literal["sample", "mode"]], typer.Option(show_default=_B.reconstruct.latent, help="Reconstruct stage: sample (seeded per pair) or mode.")] = None,
+    pair_format: Annotated[Optional[Literal["png", "jpeg-matched"]], typer.Option(show_default=_B.reconstruct.pair_format, help="Pixel pairs stored as png (lossless) or jpeg-matched (the real's own JPEG quality).")] = None,
     inpaint_model: Annotated[Optional[list[str]], typer.Option(help="Inpaint stage: diffusers inpainting pipeline, hub id or path. Repeatable.")] = None,
-    inpaint_mask: Annotated[Optional[str], typer.Option(help="Inpaint stage: empty (regenerate all) or rectangle.")] = None,
-    inpaint_steps: Annotated[Optional[int], typer.Option(help="Inpaint stage: inference steps.")] = None,
+    inpaint_mask: Annotated[Optional[Literal["empty", "rectangle"]], typer.Option(show_default=_B.inpaint.mask, help="Inpaint stage: empty (regenerate all) or rectangle.")] = None,
+    inpaint_steps: Annotated[Optional[int], typer.Option(show_default=str(_B.inpaint.steps), help="Inpaint stage: inference steps.")] = None,
     t2i_model: Annotated[Optional[list[str]], typer.Option(help="Generate stage: diffusers text-to-image pipeline, hub id or path. Repeatable.")] = None,
-    t2i_steps: Annotated[Optional[int], typer.Option(help="Generate stage: inference steps.")] = None,
-    t2i_guidance: Annotated[Optional[float], typer.Option(help="Generate stage: guidance scale.")] = None,
-    t2i_size: Annotated[Optional[int], typer.Option(help="Generate stage: width and height.")] = None,
+    t2i_steps: Annotated[Optional[int], typer.Option(show_default=str(_B.generate.steps), help="Generate stage: inference steps.")] = None,
+    t2i_guidance: Annotated[Optional[float], typer.Option(show_default=str(_B.generate.guidance), help="Generate stage: guidance scale.")] = None,
+    t2i_size: Annotated[Optional[int], typer.Option(show_default=str(_B.generate.width), help="Generate stage: width and height.")] = None,
     prompts: Annotated[Optional[list[str]], typer.Option(help="Generate stage: a text file of extra prompts, one a line. Repeatable.")] = None,
-    images_per_prompt: Annotated[Optional[int], typer.Option(help="Generate stage: images per caption.")] = None,
+    images_per_prompt: Annotated[Optional[int], typer.Option(show_default=str(_B.generate.images_per_prompt), help="Generate stage: images per caption.")] = None,
     negative_prompt: Annotated[Optional[str], typer.Option(help="Generate stage: negative prompt.")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="Generate stage: diffusers scheduler class to use.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Model stages: images per batch.")] = None,
     gpus_per_worker: Annotated[Optional[float], typer.Option(help="Model stages: GPUs per actor (fractions allowed; default 1 when the cluster has GPUs).")] = None,
-    executor: Annotated[Optional[str], typer.Option(help="ray (default) or local (in-process, for debugging).")] = None,
+    executor: Annotated[Optional[Executor], typer.Option(show_default=_B.runner.executor, help="ray, or local (in-process, for debugging).")] = None,
     ray_address: Annotated[Optional[str], typer.Option(help="Existing Ray cluster (else RAY_ADDRESS, else a local Ray).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="CPUs for the local Ray (0 = all).")] = None,
-    max_retries: Annotated[Optional[int], typer.Option(help="Retries of a failing sample or crashed task.")] = None,
+    workers: Annotated[Optional[int], typer.Option(show_default=str(_B.runner.workers), help="CPUs for the local Ray (0 = all).")] = None,
+    max_retries: Annotated[Optional[int], typer.Option(show_default=str(_B.runner.max_retries), help="Retries of a failing sample or crashed task.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete the dataset and start fresh.")] = False,
 ) -> None:
     """Ingest real images into WebDataset shards with a Parquet/DuckDB manifest (resumable, appendable)."""
@@ -81,6 +111,9 @@ def build_data(
         "generate.height": t2i_size, "generate.images_per_prompt": images_per_prompt, "generate.prompt_files": prompts,
         "generate.negative_prompt": negative_prompt, "generate.scheduler": scheduler,
         "reconstruct.batch_size": batch_size, "inpaint.batch_size": batch_size, "generate.batch_size": batch_size,
+        "inputs.url_col": url_col, "inputs.caption_col": caption_col, "inputs.list_format": input_format,
+        "ingest.download.disallowed_header_directives":
+            None if disallowed_header_directives is None else [d for d in disallowed_header_directives.split(",") if d.strip()],
     }
     if split:
         try:
@@ -94,6 +127,9 @@ def build_data(
         cfg = load_config(config, overrides)
     except ConfigError as e:
         fail(str(e))
+    if cfg.inputs.embedded and "ingest" in cfg.stages:
+        typer.echo("note: no --input-dir/--input-list/--input-shards given: building the 12 bundled sample photos "
+                   "(pipeline/assets/photos); give an input to build from your own images", err=True)
     from generators.autoencoder import ModelLoadError
 
     from .build import BuildError, build
@@ -141,9 +177,10 @@ def _print_summary(root: Path) -> None:
 def sql(
     query: Annotated[str, typer.Argument(help="SQL over the views samples, failures, runs, shards, semantic_labels, semantic_inconsistencies, captions.")],
     dataset: DatasetLocation = DEFAULT_OUTPUT,
-    format: Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet.")] = "table",
+    format: Annotated[Literal["table", "csv", "json", "parquet"], typer.Option("--format", "-f", help="Output format.")] = "table",
     output: Annotated[Optional[Path], typer.Option("--output", help="Write to this file (required for parquet).")] = None,
     max_rows: Annotated[int, typer.Option(help="Rows shown by the table format.")] = 100,
+    config: ConfigOpt = None,
 ) -> None:
     """Run read-only SQL against a dataset's DuckDB catalog."""
     import duckdb
@@ -187,8 +224,9 @@ def sql(
 
 
 @app.command()
-def verify(dataset: Annotated[str, typer.Argument(help="Dataset folder or URL.")] = DEFAULT_OUTPUT) -> None:
+def verify(dataset_pos: DatasetPos = None, dataset: DatasetLocation = DEFAULT_OUTPUT, config: ConfigOpt = None) -> None:
     """Check every manifest row against its tar member, and shards against done markers."""
+    dataset = pick_dataset(dataset_pos, dataset)
     from .storage import StorageError
     from .verify import verify_dataset
 
@@ -205,8 +243,9 @@ def verify(dataset: Annotated[str, typer.Argument(help="Dataset folder or URL.")
 
 
 @app.command()
-def info(dataset: Annotated[str, typer.Argument(help="Dataset folder or URL.")] = DEFAULT_OUTPUT) -> None:
+def info(dataset_pos: DatasetPos = None, dataset: DatasetLocation = DEFAULT_OUTPUT, config: ConfigOpt = None) -> None:
     """Counts by task, split, label and generator; failures by reason; size on disk."""
+    dataset = pick_dataset(dataset_pos, dataset)
     from manifests.catalog import CatalogError
 
     from .storage import StorageError, dataset_files, is_url, local_view
@@ -225,6 +264,7 @@ def regenerate(
     key: Annotated[str, typer.Argument(help="Key of a generated sample.")],
     dataset: DatasetArg = Path(DEFAULT_OUTPUT),
     output: Annotated[Optional[Path], typer.Option("--output", help="Write the regenerated image here.")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Rebuild one generated sample from its manifest row and check it equals the stored one."""
     from generators.autoencoder import ModelLoadError
@@ -249,7 +289,7 @@ PixelOpt = Annotated[Optional[str], typer.Option("--pixel", help="Pixel-branch c
 SemModelOpt = Annotated[Optional[str], typer.Option("--semantic-model", help="Semantic-branch VLM: hub id or path (base model).")]
 SemAdapterOpt = Annotated[Optional[str], typer.Option("--semantic-adapter", help="LoRA adapter folder for the VLM (aig train-semantic).")]
 TauOpt = Annotated[str, typer.Option("--tau", help="Pixel threshold: fake if P(fake) > tau; 'calibrated' = the checkpoint's own.")]
-FusionOpt = Annotated[str, typer.Option("--fusion", help="or (fake if pixel > tau OR the VLM says fake) or mean (score-level).")]
+FusionOpt = Annotated[Literal["or", "mean"], typer.Option("--fusion", help="or (fake if pixel > tau OR the VLM says fake) or mean (score-level).")]
 WeightOpt = Annotated[float, typer.Option("--weight", help="mean fusion: weight of the pixel score.")]
 ConstrainedOpt = Annotated[bool, typer.Option("--constrained", help="Decode VLM answers under their JSON schema (llguidance; compact JSON), e.g. for an untrained VLM.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for inference [default: half the cores, at most 4].")]
@@ -266,7 +306,7 @@ def evaluate(
     perturb: Annotated[Optional[list[str]], typer.Option("--perturb", help="Extra post-processing: jpegQ, resizeF, cropF. Repeatable.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per pixel batch (VLM: a quarter).")] = 16,
     max_new_tokens: Annotated[int, typer.Option(help="VLM answer length limit.")] = 256,
-    threads: ThreadsOpt = None, constrained: ConstrainedOpt = False,
+    threads: ThreadsOpt = None, constrained: ConstrainedOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Score a dataset's test split and/or benchmarks: each branch, fused; tables, plots, Parquet in the catalog."""
     from evaluation.cli import evaluate as run
@@ -282,7 +322,7 @@ def predict(
     tau: TauOpt = "0.5", fusion: FusionOpt = "or", weight: WeightOpt = 0.5,
     json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
     max_new_tokens: Annotated[int, typer.Option(help="VLM answer length limit.")] = 256,
-    threads: ThreadsOpt = None, constrained: ConstrainedOpt = False,
+    threads: ThreadsOpt = None, constrained: ConstrainedOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Per image: verdict, both branch scores, which branch fired, the VLM's named inconsistencies."""
     from evaluation.cli import predict as run
@@ -292,35 +332,37 @@ def predict(
 
 @app.command()
 def audit(
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder.")] = Path(DEFAULT_OUTPUT),
+    dataset_pos: DatasetPos = None, dataset: DatasetArg = Path(DEFAULT_OUTPUT),
     threshold: Annotated[float, typer.Option(help="Flag an attribute whose one-feature AUROC exceeds this.")] = 0.6,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a shortcut is found.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Shortcut audit: format, JPEG quality, size, aspect, EXIF, file size, mode per split and class."""
     from evaluation.cli import audit as run
 
-    run(dataset, threshold, strict, json_out)
+    run(Path(pick_dataset(dataset_pos, str(dataset))), threshold, strict, json_out)
 
 
 @app.command()
 def report(
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder.")] = Path(DEFAULT_OUTPUT),
+    dataset_pos: DatasetPos = None, dataset: DatasetArg = Path(DEFAULT_OUTPUT),
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="HTML file [default: DATASET/report.html].")] = None,
     pairs: Annotated[int, typer.Option(help="Pixel pairs in the gallery.")] = 6,
     threshold: Annotated[float, typer.Option(help="Audit threshold.")] = 0.6,
+    config: ConfigOpt = None,
 ) -> None:
     """One static HTML page: counts, provenance, pair gallery, semantic fakes, audit, evaluation."""
     from evaluation.cli import report as run
 
-    run(dataset, output, pairs, threshold)
+    run(Path(pick_dataset(dataset_pos, str(dataset))), output, pairs, threshold)
 
 
 @app.command("label-semantic")
 def label_semantic(
     dataset: DatasetArg = Path(DEFAULT_OUTPUT),
     model: Annotated[Optional[str], typer.Option(help="The annotator VLM: hub id or local path (transformers), or the served model name (openai).")] = None,
-    backend: Annotated[str, typer.Option(help="transformers (a local chat VLM) or openai (an OpenAI-compatible endpoint).")] = "transformers",
+    backend: Annotated[Literal["transformers", "openai"], typer.Option(help="transformers (a local chat VLM) or openai (an OpenAI-compatible endpoint).")] = "transformers",
     revision: Annotated[Optional[str], typer.Option(help="Model revision (transformers).")] = None,
     base_url: Annotated[Optional[str], typer.Option(envvar="OPENAI_BASE_URL", help="Endpoint, e.g. http://localhost:8000/v1 (openai).")] = None,
     api_key: Annotated[Optional[str], typer.Option(envvar="OPENAI_API_KEY", help="API key (openai); read from OPENAI_API_KEY.", show_default=False)] = None,
@@ -343,11 +385,12 @@ def label_semantic(
     splits: Annotated[Optional[str], typer.Option(help="Comma-separated splits to label [default: all].")] = None,
     where: Annotated[Optional[str], typer.Option(help="Extra SQL condition on samples, e.g. \"generator = 'flux'\".")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Label at most this many samples.")] = None,
-    dtype: Annotated[str, typer.Option(help="auto (float16 on GPU, float32 on CPU), bfloat16, float16, float32.")] = "auto",
-    executor: Annotated[str, typer.Option(help="ray (default) or local.")] = "ray",
+    dtype: Annotated[Literal["auto", "bfloat16", "float16", "float32"], typer.Option(help="auto (float16 on GPU, float32 on CPU), bfloat16, float16, float32.")] = "auto",
+    executor: Annotated[Executor, typer.Option(help="ray, or local (in-process).")] = "ray",
     ray_address: Annotated[Optional[str], typer.Option(help="Existing Ray cluster (else RAY_ADDRESS, else a local Ray).")] = None,
     workers: Annotated[int, typer.Option(help="CPUs for the local Ray (0 = all).")] = 0,
     gpus_per_worker: Annotated[float, typer.Option(help="GPUs per annotator actor (default 1 when the cluster has GPUs).")] = -1.0,
+    config: ConfigOpt = None,
 ) -> None:
     """Annotate semantic inconsistencies with a VLM; apply the purity rules; write labels and semantic-sft shards."""
     from labeling.cli import run_label_semantic

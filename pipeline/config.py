@@ -19,6 +19,10 @@ PAIR_FORMATS = ("png", "jpeg-matched")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 CANONICAL_POLICIES = ("cap", "center-crop", "native")
 IMAGE_FORMATS = ("png", "jpeg")
+LIST_FORMATS = ("txt", "csv", "tsv", "tsv.gz", "csv.gz", "json", "jsonl", "jsonl.gz", "parquet")
+# a config file has one table per command: [build-data], [train], [sql], ...
+COMMANDS = ("build-data", "sql", "verify", "info", "regenerate", "evaluate", "predict", "audit", "report",
+            "label-semantic", "train")
 
 
 class ConfigError(ValueError):
@@ -31,6 +35,23 @@ class InputConfig:
     lists: list[str] = field(default_factory=list)
     shards: list[str] = field(default_factory=list)
     embedded: bool = False  # set when no other input is given
+    # lists (img2dataset-compatible): format by extension unless set; the column naming images/URLs and captions
+    list_format: str | None = None
+    url_col: str | None = None  # default: the first of url, path, image, file, filepath, filename
+    caption_col: str = "caption"
+
+
+@dataclass
+class DownloadConfig:
+    """http(s) inputs (URL lists): how they are fetched."""
+
+    timeout: float = 10.0  # seconds to connect and between bytes
+    retries: int = 3  # on connection errors, 429 and 5xx, with exponential backoff
+    backoff: float = 0.5  # seconds before the 2nd try; doubles with each retry (a Retry-After header wins)
+    max_bytes: int = 50_000_000  # a larger body is a failure (too_large)
+    user_agent: str | None = None  # default: aig/VERSION (image dataset builder)
+    # X-Robots-Tag directives that opt an image out (reason opted_out); empty list = ignore the header
+    disallowed_header_directives: list[str] = field(default_factory=lambda: ["noai", "noimageai", "noindex", "noimageindex"])
 
 
 @dataclass
@@ -42,6 +63,7 @@ class IngestConfig:
     image_format: str = "png"
     jpeg_quality: int = 95
     animated: str = "reject"  # animations are rejected (the only supported policy)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
 
 
 @dataclass
@@ -140,32 +162,39 @@ class BuildConfig:
         d.pop("output")
         d.pop("runner")
         d.pop("stages")
+        for how in ("timeout", "retries", "backoff", "user_agent"):  # how inputs are fetched, not which
+            d["ingest"]["download"].pop(how)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _fits(value: Any, hint: Any) -> bool:
-    """Whether a TOML/CLI value has the type a config field declares (bool is not a number here)."""
+def type_error(key: str, value: Any, hint: Any) -> str | None:
+    """Why `value` does not fit the annotation `hint` (None when it does); TOML values are already typed."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return True
     if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, a) for a in args)
-    if hint is type(None):
-        return value is None
+        if value is None and type(None) in args:
+            return None
+        errors = [type_error(key, value, a) for a in args if a is not type(None)]
+        return None if any(e is None for e in errors) else errors[0]
+    if hint is Any:
+        return None
+    if origin is typing.Literal:
+        return None if value in args else f"config key '{key}' must be one of {', '.join(map(str, args))}, got {value!r}"
+    if hint is Path:
+        hint = str
     if hint is list or origin is list:
-        return isinstance(value, list) and (not args or all(_fits(v, args[0]) for v in value))
-    if hint in (int, float):
-        return isinstance(value, int if hint is int else (int, float)) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def _type_name(hint: Any) -> str:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(hint) if a is not type(None))
-    if hint is list or typing.get_origin(hint) is list:
-        args = typing.get_args(hint)
-        return f"a list of {_type_name(args[0])}s".replace("a list of a ", "a list of ") if args else "a list"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
+        if not isinstance(value, list):
+            return f"config key '{key}' must be a list, got {value!r}"
+        for v in value:
+            if args and (err := type_error(key, v, args[0])):
+                return err.replace("must be", "must hold")
+        return None
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    ok = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str)}
+    if hint in ok and not ok[hint](value):
+        return f"config key '{key}' must be {names[hint]}, got {value!r}"
+    return None
 
 
 def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
@@ -180,24 +209,42 @@ def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
                 raise ConfigError(f"config key '{where}{key}' is a section: write it as [{where}{key}]")
             _merge(current, value, f"{where}{key}.")
         else:
-            if not _fits(value, hints[key]):
-                shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-                raise ConfigError(f"config key '{where}{key}' must be {_type_name(hints[key])}, got {shown}")
+            if err := type_error(f"{where}{key}", value, hints[key]):
+                raise ConfigError(err)
             setattr(obj, key, value)
 
 
+LEGACY = "(top-level build-data keys)"
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A config file's tables; a file without command tables is build-data's (its keys at the top level)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' does not exist")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file '{p}' is not valid TOML: {e}") from None
+    build_keys = {f.name for f in dataclasses.fields(BuildConfig)}
+    legacy = not any(k in COMMANDS for k in data)
+    for k, v in data.items():
+        if legacy and k in build_keys:
+            continue
+        if k not in COMMANDS:
+            hint = " (build-data keys go under [build-data])" if k in build_keys else ""
+            raise ConfigError(f"config file '{p}': unknown table [{k}]{hint}; tables are commands: {', '.join(COMMANDS)}")
+        if not isinstance(v, dict):
+            raise ConfigError(f"config file '{p}': '{k}' must be a table [{k}]")
+    return {"build-data": data, LEGACY: True} if legacy and data else data
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> BuildConfig:
-    """Defaults, then the TOML file, then dotted overrides like {"ingest.size": 256} (None values ignored)."""
+    """Defaults, then the file's [build-data] table, then dotted overrides like {"ingest.size": 256} (None values ignored)."""
     cfg = BuildConfig()
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file '{p}' does not exist")
-        try:
-            data = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file '{p}' is not valid TOML: {e}") from None
-        _merge(cfg, data, "")
+        tables = read_toml(path)
+        _merge(cfg, tables.get("build-data", {}), "" if LEGACY in tables else "build-data.")
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
@@ -229,6 +276,12 @@ def validate(cfg: BuildConfig) -> None:
     s = cfg.split
     if min(s.train, s.val, s.test) < 0 or abs(s.train + s.val + s.test - 1.0) > 1e-6:
         raise ConfigError(f"split ratios must be >= 0 and sum to 1 (got {s.train}, {s.val}, {s.test})")
+    fmt = cfg.inputs.list_format
+    if fmt is not None and fmt not in LIST_FORMATS:
+        raise ConfigError(f"inputs.list_format '{fmt}' unknown; use one of {', '.join(LIST_FORMATS)}")
+    dl = ing.download
+    if dl.timeout <= 0 or dl.retries < 0 or dl.backoff < 0 or dl.max_bytes < 1:
+        raise ConfigError("ingest.download: timeout must be > 0, retries and backoff >= 0, max_bytes >= 1")
     unknown = [st for st in cfg.stages if st not in STAGES]
     if unknown or not cfg.stages:
         raise ConfigError(f"unknown stage(s) {unknown or '(none given)'}; available: {', '.join(STAGES)}")

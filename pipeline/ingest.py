@@ -45,7 +45,7 @@ def prepare(plan_row: dict, cfg: IngestConfig, run_id: str, max_retries: int) ->
 
 
 def _prepare_once(plan_row: dict, cfg: IngestConfig, run_id: str) -> Outcome:
-    data = read_bytes(_item(plan_row))
+    data = read_bytes(_item(plan_row), cfg.download)
     sha = hashlib.sha256(data).hexdigest()
     if sha != plan_row["source_sha256"]:
         raise Rejected("changed", "file content changed between planning and ingest; re-run build-data")

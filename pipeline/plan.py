@@ -6,7 +6,8 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
-from .config import SplitConfig
+from .config import DownloadConfig, SplitConfig
+from .fetch import FetchError
 from .sources import InputItem, read_bytes
 
 SPLITS = ("train", "val", "test")
@@ -28,11 +29,13 @@ def assign_split(group_id: str, cfg: SplitConfig) -> str:
     return "test"
 
 
-def _hash_item(item: InputItem) -> tuple[str | None, str | None]:
+def _hash_item(item: InputItem, download: DownloadConfig | None = None) -> tuple[str | None, str | None]:
     if item.error:
         return None, item.error
     try:
-        return hashlib.sha256(read_bytes(item)).hexdigest(), None
+        return hashlib.sha256(read_bytes(item, download)).hexdigest(), None
+    except FetchError as e:
+        return None, f"{e.reason}: {e.detail}"
     except FileNotFoundError:
         return None, f"missing: no such file {item.file}"
     except OSError as e:
@@ -44,9 +47,10 @@ def _hash_item(item: InputItem) -> tuple[str | None, str | None]:
                       "endpoint (for S3: AWS_* variables or ~/.aws, AWS_ENDPOINT_URL)")
 
 
-def hash_inputs(items: list[InputItem], threads: int = 8) -> list[tuple[str | None, str | None]]:
+def hash_inputs(items: list[InputItem], threads: int = 8,
+                download: DownloadConfig | None = None) -> list[tuple[str | None, str | None]]:
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(_hash_item, items, chunksize=64))
+        return list(pool.map(lambda item: _hash_item(item, download), items, chunksize=64))
 
 
 def make_plan(

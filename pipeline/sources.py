@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import glob
+import gzip
 import io
+import json
 import os
+import sys
 import posixpath
 import tarfile
 from dataclasses import dataclass
@@ -13,10 +16,10 @@ from importlib import resources
 from pathlib import Path
 
 from . import storage
-from .config import InputConfig
+from .config import LIST_FORMATS, DownloadConfig, InputConfig
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp", "gif")
-PATH_COLUMNS = ("path", "image", "file", "filepath", "filename")
+PATH_COLUMNS = ("path", "image", "file", "filepath", "filename", "url")
 
 
 class InputError(ValueError):
@@ -70,7 +73,7 @@ def from_folder(folder: str) -> list[InputItem]:
     if storage.is_url(folder):
         if not storage.isdir(folder):
             raise InputError(f"input folder '{folder}' does not exist or is not a folder")
-        return [InputItem(u, u) for u in storage.find_files(folder)]
+        return _warn_if_empty(folder, [InputItem(u, u) for u in storage.find_files(folder)])
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"input folder '{folder}' does not exist or is not a folder")
@@ -83,7 +86,13 @@ def from_folder(folder: str) -> list[InputItem]:
                 items.append(_named_safely(InputItem(str(p.resolve()), str(p.resolve()))))
             elif p.is_symlink():  # dangling or a loop: recorded, not silently skipped
                 items.append(_named_safely(InputItem(str(p.absolute()), str(p.absolute()), error=_broken_link(p))))
-    return sorted(items, key=lambda i: i.input_path)
+    return _warn_if_empty(folder, sorted(items, key=lambda i: i.input_path))
+
+
+def _warn_if_empty(folder: str, items: list[InputItem]) -> list[InputItem]:
+    if not items:
+        print(f"[aig] warning: input folder '{folder}' holds no files: nothing to ingest from it", file=sys.stderr)
+    return items
 
 
 def _broken_link(p: Path) -> str:
@@ -102,10 +111,21 @@ def _resolve(p: Path) -> Path | None:
         return None
 
 
-def _rows_from_list(name: str, data: bytes) -> list[dict]:
+def list_format(name: str) -> str:
+    """A list's format from its extension (img2dataset's input_format names); anything else is txt."""
+    base = posixpath.basename(name).lower()
+    return next((f for f in sorted(LIST_FORMATS, key=len, reverse=True) if base.endswith("." + f)), "txt")
+
+
+def _rows_from_list(name: str, data: bytes, fmt: str | None = None) -> list[dict]:
     """The rows of a list file; raises ValueError (with what to do) when its content cannot be read."""
-    suffix = posixpath.splitext(name)[1].lower()
-    if suffix == ".parquet":
+    fmt = fmt or list_format(name)
+    if fmt.endswith(".gz"):
+        try:
+            data, fmt = gzip.decompress(data), fmt[:-3]
+        except (OSError, EOFError) as e:
+            raise ValueError(f"not a readable gzip file ({e})") from None
+    if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -118,12 +138,20 @@ def _rows_from_list(name: str, data: bytes) -> list[dict]:
     except UnicodeDecodeError as e:
         raise ValueError(f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); save it as UTF-8, "
                          "e.g. `iconv -f latin1 -t utf-8 LIST > LIST.utf8`") from None
-    if suffix in (".csv", ".tsv"):
+    if fmt in ("csv", "tsv"):
         csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # long captions are fine
         try:
-            return list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ","))
+            return list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ","))
         except csv.Error as e:
             raise ValueError(f"not a readable CSV file ({e})") from None
+    try:
+        if fmt == "json":  # an array of objects (img2dataset's json)
+            rows = json.loads(text)
+            return rows if isinstance(rows, list) else [rows]
+        if fmt == "jsonl":
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not readable {fmt} ({e})") from None
     lines = text.splitlines()
     return [{"path": line.strip()} for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
@@ -150,23 +178,32 @@ def _remote_entry(list_file: str, raw: str) -> str | None:
     return None
 
 
-def from_list(list_file: str, origin: str = "list") -> list[InputItem]:
+def from_list(list_file: str, origin: str = "list", fmt: str | None = None, url_col: str | None = None,
+              caption_col: str = "caption") -> list[InputItem]:
     remote = storage.is_url(list_file)
     if not (storage.isfile(list_file) if remote else Path(list_file).is_file()):
         raise InputError(f"input list '{list_file}' does not exist")
     where_list = list_file if remote else str(Path(list_file).resolve())
+    fmt = fmt or list_format(list_file)
     try:
-        rows = _rows_from_list(list_file, storage.read_bytes(list_file) if remote else Path(list_file).read_bytes())
-        column = next((c for c in PATH_COLUMNS if rows and c in rows[0]), None)
-        cells = [_path_cell(row[column]) for row in rows] if column else []
+        rows = _rows_from_list(list_file, storage.read_bytes(list_file) if remote else Path(list_file).read_bytes(), fmt)
     except ValueError as e:  # a damaged list is one failure row; the other inputs go on
         return [InputItem(where_list, where_list, origin=origin, error=f"unreadable_list: {e}")]
+    if rows and not all(isinstance(r, dict) for r in rows):
+        raise InputError(f"input list '{list_file}': every record must be an object with a path or url field")
+    if fmt == "txt":  # one path or URL a line
+        url_col = "path"
+    column = None
     if rows:
-        if column is None:
-            raise InputError(
-                f"input list '{list_file}' has no path column; name one of: {', '.join(PATH_COLUMNS)} "
-                f"(columns found: {', '.join(map(repr, rows[0]))})"
-            )
+        column = url_col or next((c for c in PATH_COLUMNS if c in rows[0]), None)
+        if column is None or column not in rows[0]:
+            named = f"no column '{column}' (--url-col)" if column else \
+                f"no path column; name one of: {', '.join(PATH_COLUMNS)} or pass --url-col"
+            raise InputError(f"input list '{list_file}' has {named} (columns found: {', '.join(map(repr, rows[0]))})")
+    try:
+        cells = [_path_cell(row.get(column)) for row in rows]
+    except ValueError as e:
+        return [InputItem(where_list, where_list, origin=origin, error=f"unreadable_list: {e}")]
     items = []
     for row, cell in zip(rows, cells):
         raw = cell.strip()
@@ -176,7 +213,7 @@ def from_list(list_file: str, origin: str = "list") -> list[InputItem]:
             listed = Path(raw) if Path(raw).is_absolute() else Path(list_file).parent / raw
             broken = bool(raw) and listed.is_symlink() and not listed.is_file()  # dangling, or a loop
             p = listed.absolute() if broken else (_resolve(listed) or listed.absolute())
-        caption = (row.get("caption") or None) if isinstance(row.get("caption"), str) else None
+        caption = (row.get(caption_col) or None) if isinstance(row.get(caption_col), str) else None
         group = str(row["group"]) if row.get("group") not in (None, "") else None
         error = None
         if not raw:
@@ -298,7 +335,7 @@ def enumerate_inputs(cfg: InputConfig) -> list[InputItem]:
     for folder in cfg.folders:
         items += from_folder(folder)
     for list_file in cfg.lists:
-        items += from_list(list_file)
+        items += from_list(list_file, fmt=cfg.list_format, url_col=cfg.url_col, caption_col=cfg.caption_col)
     for spec in cfg.shards:
         items += from_shards(spec)
     seen: set[str] = set()
@@ -310,7 +347,12 @@ def enumerate_inputs(cfg: InputConfig) -> list[InputItem]:
     return unique
 
 
-def read_bytes(item: InputItem) -> bytes:
+def read_bytes(item: InputItem, download: DownloadConfig | None = None) -> bytes:
+    """An input's bytes; http(s) URLs are downloaded (pipeline.fetch), raising FetchError with a reason."""
+    from .fetch import fetch, is_http
+
+    if is_http(item.file) and item.offset < 0:
+        return fetch(item.file, download or DownloadConfig())
     if storage.is_url(item.file):
         return storage.read_bytes(item.file, item.offset, item.size)
     if item.offset >= 0:

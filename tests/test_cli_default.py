@@ -23,6 +23,7 @@ def test_build_data_default_reports_and_counts(default_dataset):
     assert "ingest: 12 inputs -> 12 samples, 0 failures" in proc.stdout
     assert "reconstruct: 24 samples, 0 failures" in proc.stdout
     assert "ray ready in" in proc.stderr and "(local, " in proc.stderr
+    assert "building the 12 bundled sample photos" in proc.stderr
     rows = sql_rows(out, "select stage, label, task, count(*) as n from samples group by all order by all")
     assert rows == [{"stage": "ingest", "label": "real", "task": "both", "n": 12},
                     {"stage": "reconstruct", "label": "fake", "task": "pixel", "n": 12},

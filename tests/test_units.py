@@ -70,11 +70,11 @@ def test_transient_read_errors_are_retried_then_recorded(monkeypatch, tmp_path):
     calls = {"n": 0}
     real_read = ingest.read_bytes
 
-    def flaky(item):
+    def flaky(item, download=None):
         calls["n"] += 1
         if calls["n"] < 3:
             raise OSError("stale NFS handle")
-        return real_read(item)
+        return real_read(item, download)
 
     monkeypatch.setattr(ingest, "read_bytes", flaky)
     assert ingest.prepare(row, IngestConfig(), "run-0001", max_retries=2).sample is not None
@@ -149,7 +149,7 @@ def test_config_values_are_type_checked():
                                 ("ingest.size", 256.5, "'ingest.size' must be an integer, got 256.5"),
                                 ("ingest.size", True, "must be an integer"),
                                 ("split.train", "0.8", "'split.train' must be a number"),
-                                ("stages", ["ingest", 3], "'stages' must be a list of strings")]:
+                                ("stages", ["ingest", 3], "'stages' must hold a string, got 3")]:
         with pytest.raises(ConfigError, match=message):
             load_config(None, {key: value})
     assert load_config(None, {"split.train": 1, "split.val": 0, "split.test": 0}).split.train == 1

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
+
+from pipeline.cli_config import ConfigOpt
 
 O = typer.Option
 
@@ -21,7 +23,7 @@ def _range(text: Optional[str], name: str, cast=float):
 
 
 def train(
-    branch: Annotated[str, O(help="pixel (timm backbone on real/reconstruction pairs) or semantic (VLM + LoRA SFT).")] = "pixel",
+    branch: Annotated[Literal["pixel", "semantic"], O(help="pixel (timm backbone on real/reconstruction pairs) or semantic (VLM + LoRA SFT).")] = "pixel",
     dataset: Annotated[Path, O("--dataset", "-d", help="Dataset folder.")] = Path("aig-data/default"),
     output: Annotated[Optional[Path], O("--output", "-o", help="Run folder (default: aig-runs/BRANCH).")] = None,
     model: Annotated[Optional[str], O(help="pixel: timm model name (default aig_tinycnn); semantic: VLM hub id or local path.")] = None,
@@ -49,12 +51,12 @@ def train(
     loader_workers: Annotated[Optional[int], O(help="pixel: DataLoader worker processes per rank (0 = in-process).")] = None,
     shuffle_buffer: Annotated[Optional[int], O(help="pixel: shuffle buffer (pairs).")] = None,
     calib_fraction: Annotated[Optional[float], O(help="pixel: train pairs held back to calibrate the threshold.")] = None,
-    calibrate_on: Annotated[Optional[str], O(help="pixel: set the threshold on the held-back train pairs (holdout), the val split (val) or both.")] = None,
+    calibrate_on: Annotated[Optional[Literal["holdout", "val", "both"]], O(help="pixel: set the threshold on the held-back train pairs (holdout), the val split (val) or both.")] = None,
     val_every: Annotated[Optional[int], O(help="Validate every N steps (0 = at the end).")] = None,
     save_every: Annotated[Optional[int], O(help="Checkpoint every N steps (0 = at the end).")] = None,
     log_every: Annotated[Optional[int], O(help="Write metrics every N steps.")] = None,
     device: Annotated[Optional[str], O(help="auto, cpu, cuda or cuda:N.")] = None,
-    amp: Annotated[Optional[str], O(help="Mixed precision on GPU: auto (bf16), bf16, fp16, off.")] = None,
+    amp: Annotated[Optional[Literal["auto", "bf16", "fp16", "off"]], O(help="Mixed precision on GPU: auto (bf16), bf16, fp16, off.")] = None,
     threads: Annotated[Optional[int], O(help="torch CPU threads (0 = default).")] = None,
     num_workers: Annotated[Optional[int], O(help="Ray Train workers (DDP); 0/1 = this process only.")] = None,
     ray_address: Annotated[Optional[str], O(help="Existing Ray cluster for --num-workers.")] = None,
@@ -63,6 +65,7 @@ def train(
     merge: Annotated[bool, O("--merge", help="semantic: also write the LoRA-merged model to OUTPUT/merged.")] = False,
     max_length: Annotated[Optional[int], O(help="semantic: max tokens per record.")] = None,
     progress: Annotated[bool, O("--progress/--no-progress", help="Show a progress bar.")] = True,
+    config: ConfigOpt = None,
 ) -> None:
     """Train a branch from the dataset's shards: pixel (real/reconstruction pairs) or semantic (VLM SFT)."""
     import json
