@@ -140,45 +140,40 @@ def sql(
     output: Annotated[Optional[Path], typer.Option("--output", help="Write to this file (required for parquet).")] = None,
     max_rows: Annotated[int, typer.Option(help="Rows shown by the table format.")] = 100,
 ) -> None:
-    """Run read-only SQL against a dataset's DuckDB catalog."""
+    """Run read-only SQL against a dataset's DuckDB catalog (reads only the dataset folder; writes nothing)."""
     import duckdb
 
-    from manifests.catalog import CatalogError, run_query
+    from manifests.catalog import CatalogError, open_query
+    from manifests.export import output_problem, write_result
 
     from .storage import StorageError, local_view
 
-    if format not in ("table", "csv", "json", "parquet"):
-        fail(f"--format {format!r} unknown; use table, csv, json or parquet")
-    if format == "parquet" and output is None:
-        fail("--format parquet needs --output FILE")
+    problem = output_problem(format, output)
+    if problem:
+        fail(problem)
     try:
-        con, rel = run_query(local_view(dataset), query)
+        root = local_view(dataset)
+        con, statement = open_query(root, query)
     except (CatalogError, StorageError) as e:
         fail(str(e))
     except duckdb.Error as e:
-        fail(f"query failed: {e}")
+        fail(f"cannot open the catalog of {dataset}: {_first_line(e)}")
     try:
-        if format == "table":
-            rel.show(max_rows=max_rows, max_width=10_000)
-        elif format == "parquet":
-            rel.write_parquet(str(output))
-        elif format == "csv":
-            if output:
-                rel.write_csv(str(output), header=True)
-            else:
-                import csv
-
-                w = csv.writer(sys.stdout, lineterminator="\n")
-                w.writerow(rel.columns)
-                w.writerows(rel.fetchall())
-        else:
-            cols = rel.columns
-            text = json.dumps([dict(zip(cols, r)) for r in rel.fetchall()], default=str, indent=1)
-            output.write_text(text + "\n") if output else typer.echo(text)
+        write_result(con, statement, format, output, max_rows)
+    except duckdb.PermissionException as e:
+        fail(f"query failed: {_first_line(e)}: `aig sql` reads only files under {root.resolve()}")
     except duckdb.Error as e:
-        fail(f"query failed: {e}")
+        fail(f"query failed: {_first_line(e)}")
+    except BrokenPipeError:  # e.g. `| head`: the reader left; nothing more to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
         con.close()
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 @app.command()
