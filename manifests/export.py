@@ -71,9 +71,10 @@ def write_result(con, sql: str, fmt: str, output: Path | None = None, max_rows: 
     else:
         result = con.execute(sql)
         cols = [d[0] for d in result.description]
+        encode = json.JSONEncoder(default=str).encode  # one encoder: json.dumps(default=...) builds one per call
         with _sink(output) as f:
             sep = "[\n"
             for rows in _batches(result):
-                f.write(sep + ",\n".join(json.dumps(dict(zip(cols, r)), default=str) for r in rows))
+                f.write(sep + ",\n".join(encode(dict(zip(cols, r))) for r in rows))
                 sep = ",\n"
             f.write("[]\n" if sep == "[\n" else "\n]\n")
