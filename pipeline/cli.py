@@ -97,10 +97,11 @@ def build_data(
     from generators.autoencoder import ModelLoadError
 
     from .build import BuildError, build
+    from .redact import command_line
     from .storage import StorageError
 
     try:
-        report = build(cfg, command=" ".join(["aig", *sys.argv[1:]]), overwrite=overwrite)
+        report = build(cfg, command=command_line(), overwrite=overwrite)
     except (BuildError, InputError, ModelLoadError, StorageError) as e:
         fail(str(e))
     typer.echo(f"dataset: {report.location or report.root.resolve()}")
@@ -315,8 +316,10 @@ def label_semantic(
     base_url: Annotated[Optional[str], typer.Option(envvar="OPENAI_BASE_URL", help="Endpoint, e.g. http://localhost:8000/v1 (openai).")] = None,
     api_key: Annotated[Optional[str], typer.Option(envvar="OPENAI_API_KEY", help="API key (openai); read from OPENAI_API_KEY.", show_default=False)] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight (openai).")] = 4,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for one reply (openai).")] = 120.0,
+    timeout: Annotated[float, typer.Option(help="Seconds for one whole request, reply included (openai).")] = 120.0,
     http_retries: Annotated[int, typer.Option(help="Retries with backoff on 429/5xx and connection errors (openai).")] = 5,
+    max_response_bytes: Annotated[int, typer.Option(help="Largest reply accepted (openai); a bigger body is cut off and counts as a failed request.")] = 16 * 1024 * 1024,
+    max_failed_fraction: Annotated[float, typer.Option(help="Exit 1 when more than this fraction of the candidates got no usable answer (request failed or invalid), or all did.")] = 0.25,
     caption: Annotated[bool, typer.Option("--caption", help="Caption the real images that have no caption instead (build-data then uses the captions as prompts).")] = False,
     prompt_version: Annotated[str, typer.Option(help="Built-in prompt version.")] = "v1",
     prompt_file: Annotated[Optional[Path], typer.Option(help="Your own prompt (its version becomes file-<hash>).")] = None,
@@ -342,7 +345,9 @@ def label_semantic(
     """Annotate semantic inconsistencies with a VLM; apply the purity rules; write labels and semantic-sft shards."""
     from labeling.cli import run_label_semantic
 
-    run_label_semantic(fail, locals(), " ".join(["aig", *sys.argv[1:]]))
+    from .redact import command_line
+
+    run_label_semantic(fail, locals(), command_line())
 
 
 from training.command import train as _train  # noqa: E402  (typer options only; training imports lazily)
