@@ -9,7 +9,9 @@ import typer
 
 
 def _echo(msg: str) -> None:
-    print(f"[aig] {msg}", file=sys.stderr, flush=True)
+    from pipeline.redact import redact_url
+
+    print(f"[aig] {redact_url(msg)}", file=sys.stderr, flush=True)
 
 
 def stand_in_note(model: str) -> str | None:

@@ -19,7 +19,9 @@ DatasetLocation = Annotated[str, typer.Option("--dataset", "-d", help="Dataset f
 
 
 def fail(msg: str, code: int = 2) -> None:
-    typer.echo(f"error: {msg}", err=True)
+    from .redact import redact_url
+
+    typer.echo(f"error: {redact_url(msg)}", err=True)  # messages may quote a URL given with its credentials
     raise typer.Exit(code)
 
 

@@ -122,3 +122,14 @@ def test_generator_names_are_key_safe():
     assert generator_name("stabilityai/stable-diffusion-2-1", "vae") == "stable_diffusion_2_1_vae"
     assert generator_name("/models/sd-v1.5/") == "sd_v1_5"
     assert generator_name("embedded") == "tinyvae"
+
+
+def test_redact_masks_keys_and_url_credentials():
+    from pipeline.redact import command_line, redact_url
+
+    assert command_line(["label-semantic", "--api-key", "sk-1", "--base-url", "http://u:pw@h:8000/v1", "--token=t",
+                         "--model", "m"]) == \
+        "aig label-semantic --api-key *** --base-url http://***@h:8000/v1 --token=*** --model m"
+    assert redact_url("HTTP 500 from https://tok@api.x/v1/chat?key=abc&n=1 (user a@b.c)") == \
+        "HTTP 500 from https://***@api.x/v1/chat?key=***&n=1 (user a@b.c)"
+    assert redact_url("s3://bucket/data/x.png") == "s3://bucket/data/x.png"
