@@ -1,6 +1,7 @@
 """A whole-request deadline for `requests`: socket timeouts bound each read, not the request, so a server that
 trickles a byte now and then would hold a request forever. A watchdog shuts the request's socket down when
-the deadline passes; the blocked read then fails at once.
+the deadline passes (counted from when the request is sent: connecting has its own timeout, and each retry
+gets a fresh deadline); the blocked read then fails at once.
 
 `DeadlineAdapter` makes urllib3's connections tell the calling thread's `deadline()` which socket they use.
 """
@@ -19,22 +20,32 @@ _current = threading.local()  # .watch: the running deadline's state, in the thr
 
 
 class _Watch:
-    def __init__(self):
+    """One request's deadline: each HTTP attempt (a retry is a new one) gets `seconds` from when it is sent."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
         self.lock = threading.Lock()
+        self.timer = None
         self.sock = None
         self.expired = False
 
     def use(self, sock) -> None:
         with self.lock:
-            self.sock = sock
-            if self.expired:
-                _shutdown(sock)
+            self.cancel()
+            self.sock, self.expired = sock, False
+            self.timer = threading.Timer(self.seconds, self.expire)
+            self.timer.daemon = True
+            self.timer.start()
 
     def expire(self) -> None:
         with self.lock:
             self.expired = True
             if self.sock is not None:
                 _shutdown(self.sock)
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
 
 
 def _shutdown(sock) -> None:
@@ -46,17 +57,15 @@ def _shutdown(sock) -> None:
 
 @contextmanager
 def deadline(seconds: float):
-    """Within the block, requests through a DeadlineAdapter are cut off `seconds` after it starts;
-    yields a function telling whether that happened."""
-    watch = _Watch()
-    timer = threading.Timer(seconds, watch.expire)
-    timer.daemon = True
+    """Within the block, each HTTP attempt through a DeadlineAdapter is cut off `seconds` after it is sent;
+    yields a function telling whether the last attempt was."""
+    watch = _Watch(seconds)
     _current.watch = watch
-    timer.start()
     try:
         yield lambda: watch.expired
     finally:
-        timer.cancel()
+        with watch.lock:
+            watch.cancel()
         _current.watch = None
 
 

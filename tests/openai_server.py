@@ -34,6 +34,7 @@ class ScriptedServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real servers: clients can reuse connections
             def log_message(self, *a):
                 pass
 
