@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
@@ -29,11 +28,13 @@ def evaluate(dataset: Path, split: str, benchmarks: list[str], pixel: str | None
         tau_value = parse_tau(tau)
     except EvalError as e:
         _fail(str(e))
+    from pipeline.redact import command_line
+
     opts = EvalOptions(tau=tau_value, fusion=fusion, weight=weight, perturbations=list(dict.fromkeys(perts)))
     try:
         rep = run_evaluation(dataset, split=None if split == "none" else split, benchmarks=benchmarks,
                              pixel_path=pixel, semantic_model=semantic_model, semantic_adapter=semantic_adapter,
-                             opts=opts, command=" ".join(["aig", *sys.argv[1:]]), batch_size=batch_size,
+                             opts=opts, command=command_line(), batch_size=batch_size,
                              max_new_tokens=max_new_tokens, threads=threads, constrained=constrained, log=lambda m: typer.echo(m, err=True))
     except (EvalError, BranchError) as e:
         _fail(str(e))

@@ -30,6 +30,7 @@ class Reply:
     text: str | None  # raw model output
     error: str | None = None  # transport/model error after retries (the image stays to do)
     truncated: bool = False  # stopped by the token limit
+    invalid: bool = False  # a reply that is not an answer at all (e.g. content that is not text): never parsed
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,17 @@ class BackendSpec:
     timeout_s: float = 120.0
     http_retries: int = 5
     dtype: str = "auto"
+    max_response_bytes: int = 16 * 1024 * 1024  # a chat reply is a few KB; a bigger body is cut off
+
+    def endpoint(self) -> str:
+        """The base URL as written anywhere (tables, tars, logs): credentials in it masked."""
+        from pipeline.redact import redact_url
+
+        return redact_url((self.base_url or "").rstrip("/"))
 
     def annotator_id(self) -> str:
         if self.kind == "openai":
-            return f"openai:{self.base_url.rstrip('/')}#{self.model}"
+            return f"openai:{self.endpoint()}#{self.model}"
         return f"transformers:{self.model}" + (f"@{self.revision}" if self.revision else "")
 
 
@@ -138,44 +146,56 @@ class TransformersBackend:
         return [Reply(t, truncated=not e and len(row) >= d.max_new_tokens) for t, e, row in zip(texts, ended, new)]
 
 
+class DeadlineExceeded(Exception):
+    """A request outlived its whole-request deadline (e.g. a server trickling its reply)."""
+
+
 class OpenAIBackend:
+    """HTTP chat completions. Each request has a whole-request deadline (`timeout_s`, headers and body together:
+    a watchdog shuts the socket down when it passes) and a response size cap; one thread pool and one pooled
+    HTTP session per thread live as long as the backend, so connections are reused across batches."""
+
     wants_bytes = True  # sends the stored bytes as they are
     RETRY_STATUS = (429, 500, 502, 503, 504)
 
     def __init__(self, spec: BackendSpec, decoding: Decoding):
         import threading
+        from concurrent.futures import ThreadPoolExecutor
 
         self.spec, self.decoding = spec, decoding
         self.url = spec.base_url.rstrip("/") + "/chat/completions"
+        self.shown_url = spec.endpoint() + "/chat/completions"  # what error messages say
         self._local = threading.local()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, spec.concurrency), thread_name_prefix="aig-http")
 
     def describe(self) -> dict:
-        return {"endpoint": self.spec.base_url, "concurrency": self.spec.concurrency, "timeout_s": self.spec.timeout_s,
-                "http_retries": self.spec.http_retries}
+        return {"endpoint": self.spec.endpoint(), "concurrency": self.spec.concurrency, "timeout_s": self.spec.timeout_s,
+                "http_retries": self.spec.http_retries, "max_response_bytes": self.spec.max_response_bytes}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _session(self):
         session = getattr(self._local, "session", None)
         if session is None:
             import requests
-            from requests.adapters import HTTPAdapter
             from urllib3.util.retry import Retry
+
+            from .http_deadline import DeadlineAdapter
 
             retry = Retry(total=self.spec.http_retries, connect=self.spec.http_retries, read=0,
                           status_forcelist=self.RETRY_STATUS, allowed_methods=None, backoff_factor=0.5,
                           backoff_max=30, respect_retry_after_header=True, raise_on_status=False)
             session = requests.Session()
-            session.mount("http://", HTTPAdapter(max_retries=retry))
-            session.mount("https://", HTTPAdapter(max_retries=retry))
+            session.mount("http://", DeadlineAdapter(max_retries=retry))
+            session.mount("https://", DeadlineAdapter(max_retries=retry))
             if self.spec.api_key:
                 session.headers["Authorization"] = f"Bearer {self.spec.api_key}"
             self._local.session = session
         return session
 
     def generate(self, images: list, prompt: str, schema: dict | None, attempt: int = 0) -> list[Reply]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=max(1, self.spec.concurrency)) as pool:
-            return list(pool.map(lambda img: self.one(img, prompt, schema, attempt), images))
+        return list(self._pool.map(lambda img: self.one(img, prompt, schema, attempt), images))
 
     def body(self, image, prompt: str, schema: dict | None, attempt: int) -> dict:
         d = self.decoding
@@ -195,21 +215,58 @@ class OpenAIBackend:
         return body
 
     def one(self, image, prompt: str, schema: dict | None, attempt: int) -> Reply:
+        import json
+
         import requests
 
+        from pipeline.redact import redact_url
+
+        from .http_deadline import deadline
+
+        cap = self.spec.max_response_bytes
         try:
-            r = self._session().post(self.url, json=self.body(image, prompt, schema, attempt),
-                                     timeout=(10, self.spec.timeout_s))
-        except requests.RequestException as e:
-            return Reply(None, error=f"{type(e).__name__}: {e}")
+            with deadline(self.spec.timeout_s) as expired:
+                try:
+                    r = self._session().post(self.url, json=self.body(image, prompt, schema, attempt),
+                                             timeout=(10, self.spec.timeout_s), stream=True)
+                    data = _read_capped(r, cap)
+                    if expired():  # the socket was shut down and the body ended early
+                        raise DeadlineExceeded
+                except requests.RequestException as e:
+                    if expired():
+                        raise DeadlineExceeded from None
+                    return Reply(None, error=redact_url(f"{type(e).__name__}: {e}"))
+        except DeadlineExceeded:
+            return Reply(None, error=f"no complete reply from {self.shown_url} within {self.spec.timeout_s:g}s")
+        if data is None:
+            return Reply(None, error=f"reply from {self.shown_url} exceeds {cap} bytes")
+        text = data[:200].decode("utf-8", "replace")
         if r.status_code != 200:
-            return Reply(None, error=f"HTTP {r.status_code} from {self.url}: {r.text[:200]}")
+            return Reply(None, error=f"HTTP {r.status_code} from {self.shown_url}: {text}")
         try:
-            choice = r.json()["choices"][0]
-            text = choice["message"]["content"]
+            choice = json.loads(data)["choices"][0]
+            content = choice["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as e:
-            return Reply(None, error=f"malformed response from {self.url} ({type(e).__name__}): {r.text[:200]}")
-        return Reply(text or "", truncated=choice.get("finish_reason") == "length")
+            return Reply(None, error=f"malformed response from {self.shown_url} ({type(e).__name__}): {text}")
+        if content is not None and not isinstance(content, str):  # e.g. a list or an object: an invalid answer
+            return Reply(f"(message.content is a {type(content).__name__}, not text) {json.dumps(content)[:2000]}",
+                         invalid=True)
+        return Reply(content or "", truncated=choice.get("finish_reason") == "length")
+
+
+def _read_capped(r, cap: int) -> bytes | None:
+    """The whole body, or None (connection closed) once it passes `cap` bytes."""
+    declared = r.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > cap:
+        r.close()
+        return None
+    buf = bytearray()
+    for chunk in r.iter_content(64 * 1024):
+        buf += chunk
+        if len(buf) > cap:
+            r.close()
+            return None
+    return bytes(buf)
 
 
 def data_url(image) -> str:

@@ -9,7 +9,9 @@ import typer
 
 
 def _echo(msg: str) -> None:
-    print(f"[aig] {msg}", file=sys.stderr, flush=True)
+    from pipeline.redact import redact_url
+
+    print(f"[aig] {redact_url(msg)}", file=sys.stderr, flush=True)
 
 
 def stand_in_note(model: str) -> str | None:
@@ -37,10 +39,12 @@ def run_label_semantic(fail, o: dict, command: str) -> None:
              "or the served model's name with --backend openai")
     if o["backend"] not in ("transformers", "openai"):
         fail(f"--backend {o['backend']!r} unknown; use transformers or openai")
+    if not 0 <= o["max_failed_fraction"] <= 1:
+        fail(f"--max-failed-fraction {o['max_failed_fraction']:g} must be between 0 and 1")
     if o["executor"] not in ("ray", "local"):
         fail(f"--executor {o['executor']!r} unknown; use ray or local")
     spec = BackendSpec(o["backend"], o["model"], o["revision"], o["base_url"], o["api_key"], o["concurrency"],
-                       o["timeout"], o["http_retries"], o["dtype"])
+                       o["timeout"], o["http_retries"], o["dtype"], o["max_response_bytes"])
     try:
         check_backend(spec)
         prompt, version = resolve(CAPTION if o["caption"] else ANNOTATE, o["prompt_version"],
@@ -76,6 +80,22 @@ def run_label_semantic(fail, o: dict, command: str) -> None:
                    "\"select generator, category, count(*) from semantic_inconsistencies group by all\"")
     if note:
         typer.echo(note)
+    problem = failed_summary(report, o["max_failed_fraction"], root)
     if report.errors:
         fail(f"{len(report.errors)} chunk(s) failed and stay to do; re-run the same command to finish them:\n  "
              + "\n  ".join(report.errors[:20]), code=1)
+    if problem:
+        fail(problem, code=1)
+
+
+def failed_summary(report, max_fraction: float, root) -> str | None:
+    """Why the run counts as failed (every candidate failed, or more than `max_fraction`), or None."""
+    invalid = report.decisions.get("invalid", 0)
+    attempted = report.labelled + report.failures
+    failed = report.failures + invalid
+    if not attempted or not failed or (failed < attempted and failed <= max_fraction * attempted):
+        return None
+    return (f"{failed} of {attempted} candidates got no usable answer ({report.failures} failed requests, "
+            f"{invalid} invalid answers; {'all' if failed == attempted else f'over --max-failed-fraction {max_fraction:g}'}). "
+            f"See why: aig sql -d {root} \"select error, count(*) from failures where run_id = '{report.run_id}' "
+            "group by all\"; failed requests are retried by the next run.")

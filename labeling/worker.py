@@ -55,7 +55,8 @@ def run_with_retries(backend, inputs: list, prompt: str, schema_: dict | None, m
         replies = backend.generate([inputs[i] for i in todo], prompt, schema_, attempt)
         still = []
         for i, reply in zip(todo, replies):
-            parsed = parse(reply.text) if reply.error is None and reply.text is not None else None
+            answered = reply.error is None and reply.text is not None and not reply.invalid
+            parsed = parse(reply.text) if answered else None
             results[i] = (reply, parsed, attempt + 1)
             if parsed is None:
                 still.append(i)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from .schema import CATALOG_FILE, DUCKDB_TYPES, MANIFEST_DIR, TABLES
-
-ALLOWED_STATEMENTS = ("SELECT", "EXPLAIN", "PRAGMA")
-
 
 class CatalogError(RuntimeError):
     """The catalog or a query cannot be used; the message says why and what to do."""
@@ -65,25 +63,50 @@ def _sql_str(p: Path) -> str:
     return str(p).replace("'", "''")
 
 
+def _sql_list(p: Path) -> str:
+    return f"['{_sql_str(p)}/']"
+
+
 def connect_readonly(root: Path):
+    """A connection to the catalog that can read the dataset folder and nothing else, and write nothing.
+
+    DuckDB enforces it: the catalog opens read-only, without extension auto-install/-load and without a
+    spill folder; the views are re-created as temporary views over absolute paths (the stored ones are
+    relative to the dataset root, which DuckDB's access check does not resolve); external access is then
+    limited to the dataset folder (no other file, no network), and the configuration is locked.
+    """
     import duckdb
 
     path = root / CATALOG_FILE
     if not path.is_file():
         raise CatalogError(f"no catalog at '{path}': build a dataset there first with `aig build-data --output {root}`")
+    absolute = root.resolve()
     try:
-        con = duckdb.connect(str(path), read_only=True)
+        con = duckdb.connect(str(path), read_only=True, config={
+            "autoinstall_known_extensions": False, "autoload_known_extensions": False, "temp_directory": ""})
     except duckdb.Error as e:
         raise CatalogError(f"catalog '{path}' is damaged ({str(e).splitlines()[0]}); re-run the same "
                            "`aig build-data` command to rebuild it (nothing is ingested twice)") from None
-    con.execute(f"set file_search_path = '{_sql_str(root.resolve())}'")
+    try:
+        views = con.execute("select view_name, sql from duckdb_views() where not internal "
+                            "and database_name = current_database() and schema_name = 'main'").fetchall()
+        relative, anchored = f"'{MANIFEST_DIR}/", f"'{_sql_str(absolute)}/{MANIFEST_DIR}/"
+        for name, sql in views:
+            if not sql.startswith(f"CREATE VIEW {name} AS "):
+                raise CatalogError(f"the catalog '{path}' holds an unexpected view {name!r}: "
+                                   f"re-create it with `aig build-data --output {root}`")
+            con.execute("CREATE TEMPORARY VIEW" + sql.removeprefix("CREATE VIEW").replace(relative, anchored))
+        con.execute(f"set allowed_directories = {_sql_list(absolute)}")
+        con.execute("set enable_external_access = false")
+        con.execute("set lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
 def damaged_file_error(root: Path, e: Exception) -> CatalogError:
     """A query that failed on a damaged manifest file: name the file and what to do."""
-    import re
-
     msg = str(e).splitlines()[0]
     found = re.search(r"""['"]([^'"]+\.parquet)['"]""", msg)
     what = f"manifest file '{found.group(1)}' is damaged" if found else "reading the manifest failed"
@@ -91,30 +114,60 @@ def damaged_file_error(root: Path, e: Exception) -> CatalogError:
                         "them from a copy")
 
 
-def check_read_only(con, query: str) -> None:
-    try:
-        statements = con.extract_statements(query)
-    except Exception as e:  # duckdb.ParserException and friends
-        raise CatalogError(f"SQL does not parse: {e}") from None
+_EXPLAIN = re.compile(r"\s*explain\s+(analyze\s+|\([^)]*\)\s*)?", re.IGNORECASE)
+
+
+def check_read_only(con, query: str) -> str:
+    """The one SELECT (or EXPLAIN of a SELECT) in `query`, or a CatalogError saying what is refused.
+
+    A second line behind the connection's own limits: those keep DuckDB out of everything but the dataset
+    folder, but DuckDB could still write there (COPY ... TO a manifest file), which only this check stops.
+    """
+    statements = _parse(con, query)
     if not statements:
         raise CatalogError("empty query")
     for st in statements:
         kind = st.type.name
-        if kind not in ALLOWED_STATEMENTS:
+        if kind == "EXPLAIN":
+            m = _EXPLAIN.match(st.query)
+            inner = _parse(con, st.query[m.end():]) if m else []
+            kind = "EXPLAIN " + (inner[0].type.name if len(inner) == 1 else "?")
+        if kind not in ("SELECT", "EXPLAIN SELECT"):
             raise CatalogError(
-                f"refusing a {kind} statement: `aig sql` is read-only (allowed: {', '.join(ALLOWED_STATEMENTS)}). "
-                "To export results use --format csv|json|parquet --output FILE."
+                f"refusing {kind}: `aig sql` is read-only (allowed: SELECT, EXPLAIN SELECT; see tables with "
+                "DESCRIBE or SHOW TABLES). To export results use --format csv|json|parquet --output FILE."
             )
+    if len(statements) > 1:
+        raise CatalogError(f"{len(statements)} statements: `aig sql` runs one statement per call "
+                           "(drop the ';' between them, or run them one by one)")
+    return statements[0].query
+
+
+def _parse(con, query: str) -> list:
+    try:
+        return con.extract_statements(query)
+    except Exception as e:  # duckdb.ParserException and friends
+        raise CatalogError(f"SQL does not parse: {e}") from None
+
+
+def open_query(root: Path, query: str):
+    """A sandboxed connection to the dataset's catalog and the checked statement: (connection, sql)."""
+    con = connect_readonly(root)
+    try:
+        return con, check_read_only(con, query)
+    except BaseException:
+        con.close()
+        raise
 
 
 def run_query(root: Path, query: str):
     """Run read-only SQL against the dataset's catalog; returns (connection, relation)."""
-    con = connect_readonly(root)
-    check_read_only(con, query)
-    statements = con.extract_statements(query)
-    for st in statements[:-1]:
-        con.execute(st.query)
-    return con, con.sql(statements[-1].query)
+    con, sql = open_query(root, query)
+    try:
+        return con, con.sql(sql)
+    except BaseException:
+        con.close()
+        raise
 
 
 def query_rows(root: Path, query: str) -> list[dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Literal, Optional
@@ -45,7 +44,9 @@ def pick_dataset(positional: Optional[str], option: str) -> str:
 
 
 def fail(msg: str, code: int = 2) -> None:
-    typer.echo(f"error: {msg}", err=True)
+    from .redact import redact_url
+
+    typer.echo(f"error: {redact_url(msg)}", err=True)  # messages may quote a URL given with its credentials
     raise typer.Exit(code)
 
 
@@ -133,10 +134,11 @@ def build_data(
     from generators.autoencoder import ModelLoadError
 
     from .build import BuildError, build
+    from .redact import command_line
     from .storage import StorageError
 
     try:
-        report = build(cfg, command=" ".join(["aig", *sys.argv[1:]]), overwrite=overwrite)
+        report = build(cfg, command=command_line(), overwrite=overwrite)
     except (BuildError, InputError, ModelLoadError, StorageError) as e:
         fail(str(e))
     typer.echo(f"dataset: {report.location or report.root.resolve()}")
@@ -182,45 +184,40 @@ def sql(
     max_rows: Annotated[int, typer.Option(help="Rows shown by the table format.")] = 100,
     config: ConfigOpt = None,
 ) -> None:
-    """Run read-only SQL against a dataset's DuckDB catalog."""
+    """Run read-only SQL against a dataset's DuckDB catalog (reads only the dataset folder; writes nothing)."""
     import duckdb
 
-    from manifests.catalog import CatalogError, run_query
+    from manifests.catalog import CatalogError, open_query
+    from manifests.export import output_problem, write_result
 
     from .storage import StorageError, local_view
 
-    if format not in ("table", "csv", "json", "parquet"):
-        fail(f"--format {format!r} unknown; use table, csv, json or parquet")
-    if format == "parquet" and output is None:
-        fail("--format parquet needs --output FILE")
+    problem = output_problem(format, output)
+    if problem:
+        fail(problem)
     try:
-        con, rel = run_query(local_view(dataset), query)
+        root = local_view(dataset)
+        con, statement = open_query(root, query)
     except (CatalogError, StorageError) as e:
         fail(str(e))
     except duckdb.Error as e:
-        fail(f"query failed: {e}")
+        fail(f"cannot open the catalog of {dataset}: {_first_line(e)}")
     try:
-        if format == "table":
-            rel.show(max_rows=max_rows, max_width=10_000)
-        elif format == "parquet":
-            rel.write_parquet(str(output))
-        elif format == "csv":
-            if output:
-                rel.write_csv(str(output), header=True)
-            else:
-                import csv
-
-                w = csv.writer(sys.stdout, lineterminator="\n")
-                w.writerow(rel.columns)
-                w.writerows(rel.fetchall())
-        else:
-            cols = rel.columns
-            text = json.dumps([dict(zip(cols, r)) for r in rel.fetchall()], default=str, indent=1)
-            output.write_text(text + "\n") if output else typer.echo(text)
+        write_result(con, statement, format, output, max_rows)
+    except duckdb.PermissionException as e:
+        fail(f"query failed: {_first_line(e)}: `aig sql` reads only files under {root.resolve()}")
     except duckdb.Error as e:
-        fail(f"query failed: {e}")
+        fail(f"query failed: {_first_line(e)}")
+    except BrokenPipeError:  # e.g. `| head`: the reader left; nothing more to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
         con.close()
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 @app.command()
@@ -367,8 +364,10 @@ def label_semantic(
     base_url: Annotated[Optional[str], typer.Option(envvar="OPENAI_BASE_URL", help="Endpoint, e.g. http://localhost:8000/v1 (openai).")] = None,
     api_key: Annotated[Optional[str], typer.Option(envvar="OPENAI_API_KEY", help="API key (openai); read from OPENAI_API_KEY.", show_default=False)] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight (openai).")] = 4,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for one reply (openai).")] = 120.0,
+    timeout: Annotated[float, typer.Option(help="Seconds for one whole request, reply included (openai).")] = 120.0,
     http_retries: Annotated[int, typer.Option(help="Retries with backoff on 429/5xx and connection errors (openai).")] = 5,
+    max_response_bytes: Annotated[int, typer.Option(help="Largest reply accepted (openai); a bigger body is cut off and counts as a failed request.")] = 16 * 1024 * 1024,
+    max_failed_fraction: Annotated[float, typer.Option(help="Exit 1 when more than this fraction of the candidates got no usable answer (request failed or invalid), or all did.")] = 0.25,
     caption: Annotated[bool, typer.Option("--caption", help="Caption the real images that have no caption instead (build-data then uses the captions as prompts).")] = False,
     prompt_version: Annotated[str, typer.Option(help="Built-in prompt version.")] = "v1",
     prompt_file: Annotated[Optional[Path], typer.Option(help="Your own prompt (its version becomes file-<hash>).")] = None,
@@ -395,7 +394,9 @@ def label_semantic(
     """Annotate semantic inconsistencies with a VLM; apply the purity rules; write labels and semantic-sft shards."""
     from labeling.cli import run_label_semantic
 
-    run_label_semantic(fail, locals(), " ".join(["aig", *sys.argv[1:]]))
+    from .redact import command_line
+
+    run_label_semantic(fail, locals(), command_line())
 
 
 from training.command import train as _train  # noqa: E402  (typer options only; training imports lazily)

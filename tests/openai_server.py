@@ -2,7 +2,9 @@
 
 Behaviour per image is scripted by the sha256 of the image bytes in the request: a list of steps used one per
 request for that image (the last step repeats). Steps: "valid", "consistent", "malformed", "truncated",
-"slow", "429", "500", "garbage-body", or ("caption", text).
+"slow", "429", "500", "garbage-body", ("caption", text), and misbehaving ones: "trickle" (headers, then one body
+byte every `trickle_s`), "trickle-headers" (the status line byte by byte), "huge" (a `huge_bytes` body) and
+"content-list" (`message.content` is a list). `hangups` records how long each trickled reply lasted.
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ CONSISTENT = {"verdict": "consistent", "inconsistencies": []}
 
 
 class ScriptedServer:
-    def __init__(self, default="valid", slow_s: float = 3.0, delay_s: float = 0.0):
+    def __init__(self, default="valid", slow_s: float = 3.0, delay_s: float = 0.0, trickle_s: float = 0.3,
+                 huge_bytes: int = 2_000_000):
         self.scripts: dict[str, list] = {}
         self.default, self.slow_s, self.delay_s = default, slow_s, delay_s
+        self.trickle_s, self.huge_bytes, self.hangups = trickle_s, huge_bytes, []
         self.calls: dict[str, int] = {}
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real servers: clients can reuse connections
             def log_message(self, *a):
                 pass
 
@@ -56,7 +61,7 @@ class ScriptedServer:
         with self.lock:
             n = self.calls.get(digest, 0)
             self.calls[digest] = n + 1
-            self.requests.append({"sha256": digest, "auth": h.headers.get("Authorization"),
+            self.requests.append({"sha256": digest, "auth": h.headers.get("Authorization"), "port": h.client_address[1],
                                   "response_format": body.get("response_format"), "temperature": body.get("temperature")})
         script = self.scripts.get(digest, [self.default])
         step = script[min(n, len(script) - 1)]
@@ -64,6 +69,10 @@ class ScriptedServer:
             time.sleep(self.delay_s)
         if step in ("429", "500"):
             return self._send(h, int(step), b'{"error": "try again"}', {"Retry-After": "0"} if step == "429" else {})
+        if step in ("trickle", "trickle-headers"):
+            return self._trickle(h, step)
+        if step == "huge":
+            return self._send(h, 200, b" " * self.huge_bytes)
         if step == "garbage-body":
             return self._send(h, 200, b"<html>proxy error</html>")
         if step == "slow":
@@ -72,6 +81,8 @@ class ScriptedServer:
         finish = "stop"
         if isinstance(step, tuple):
             content = step[1]
+        elif step == "content-list":
+            content = [{"type": "text", "text": json.dumps(VALID)}]
         elif step == "malformed":
             content = "I think this image is quite interesting, but I cannot say more."
         elif step == "truncated":
@@ -81,6 +92,22 @@ class ScriptedServer:
         reply = {"id": "x", "object": "chat.completion", "model": body["model"],
                  "choices": [{"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": content}}]}
         self._send(h, 200, json.dumps(reply).encode())
+
+    def _trickle(self, h, step: str) -> None:
+        start = time.monotonic()
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        data = head + b" " * 1000 if step == "trickle-headers" else b" " * 1000
+        try:
+            if step == "trickle":
+                h.wfile.write(head)
+            for i in range(len(data)):
+                h.wfile.write(data[i:i + 1])
+                h.wfile.flush()
+                time.sleep(self.trickle_s)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        with self.lock:
+            self.hangups.append(time.monotonic() - start)
 
     @staticmethod
     def _send(h, status: int, data: bytes, headers: dict | None = None) -> None:

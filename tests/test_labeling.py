@@ -219,3 +219,71 @@ def test_disk_full_clear_error_then_resume(models, dataset, tmp_path):
         run_aig("verify", ds)
     finally:
         unmount(disk)
+
+
+def _holds(ds, secret: str) -> list[str]:
+    """Files under `ds` whose bytes, tar members or Parquet values contain `secret`."""
+    import pyarrow.parquet as pq
+
+    found = []
+    for p in sorted(ds.rglob("*")):
+        if not p.is_file():
+            continue
+        if secret.encode() in p.read_bytes():
+            found.append(str(p))
+        if p.suffix == ".tar":
+            with tarfile.open(p) as t:
+                found += [f"{p}:{m.name}" for m in t.getmembers() if secret.encode() in t.extractfile(m).read()]
+        if p.suffix == ".parquet":  # pages may be compressed: read every value too
+            if secret in json.dumps(pq.read_table(p).to_pylist(), default=str):
+                found.append(f"{p} (values)")
+    return found
+
+
+def test_secrets_are_never_written(dataset, tmp_path):
+    ds = copy(dataset, tmp_path)
+    rows = scripted_keys(ds)
+    key, password = "sk-test-KEY-4f9a7c", "PaSsWoRd-8c1e"
+    with ScriptedServer() as server:
+        server.scripts[rows[0]["sha256"]] = ["500"]  # its error text (with the endpoint) lands in `failures`
+        url = server.url.replace("http://", f"http://someone:{password}@")
+        args = ["label-semantic", "-d", ds, "--backend", "openai", "--model", "m", "--base-url", url,
+                "--api-key", key, "--http-retries", "0", "--max-attempts", "1", "--batch-size", "2", "--concurrency", "2"]
+        logs = [run_aig(*args)]
+        # one pool and one HTTP session per thread for the whole run: 2 connections, not one set per batch
+        assert len({r["port"] for r in server.requests}) <= 2
+    logs.append(run_aig("report", ds))
+    logs.append(run_aig("build-data", "-o", ds, "--stages", "ingest", "--executor", "local",
+                        f"--api-key={key}", "--input-dir", f"http://x:{password}@127.0.0.1:9/none", check=False))
+    assert sql_rows(ds, "select count(*) as n from runs where command like '%api-key%***%'")[0]["n"] >= 1
+    annotators = {r["annotator"] for r in sql_rows(ds, "select distinct annotator from semantic_labels")}
+    assert annotators == {f"openai:http://***@127.0.0.1:{server.url.split(':')[2]}#m"}
+    for secret in (key, password):
+        assert _holds(ds, secret) == []
+        assert not any(secret in p.stdout + p.stderr for p in logs)
+
+
+def test_openai_misbehaving_server_is_cut_off_and_the_run_fails(dataset, tmp_path):
+    ds = copy(dataset, tmp_path)
+    rows = scripted_keys(ds)
+    with ScriptedServer(trickle_s=0.2, huge_bytes=300_000) as server:
+        for i, step in enumerate(["trickle", "trickle-headers", "huge", "content-list"]):
+            server.scripts[rows[i]["sha256"]] = [step]
+        args = ["label-semantic", "-d", ds, "--backend", "openai", "--model", "m", "--base-url", server.url,
+                "--timeout", "1", "--http-retries", "0", "--max-attempts", "1", "--max-response-bytes", "100000"]
+        proc = run_aig(*args, check=False)
+        assert len(server.hangups) == 2 and max(server.hangups) < 4, server.hangups  # cut off at ~1 s, not 200 s
+        # 3 failed requests + 1 invalid answer of 15 > 0.25: exit 1 with a summary
+        assert proc.returncode == 1 and f"4 of {len(rows)} candidates got no usable answer" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+        errors = {r["input_path"]: r["error"] for r in sql_rows(ds, "select input_path, error from failures")}
+        k = [r["key"] for r in rows]
+        assert "no complete reply" in errors[f"sample:{k[0]}"] and "within 1s" in errors[f"sample:{k[1]}"]
+        assert "exceeds 100000 bytes" in errors[f"sample:{k[2]}"]
+        bad = sql_rows(ds, f"select parse_status, raw_text from semantic_labels where key = '{k[3]}'")[0]
+        assert bad["parse_status"] == "invalid" and bad["raw_text"].startswith("(message.content is a list")
+        # the next run retries the three failed requests; every one fails again: exit 1, "all"
+        for i in range(3):
+            server.scripts[rows[i]["sha256"]] = ["500"]
+        again = run_aig(*args, check=False)
+        assert again.returncode == 1 and "3 of 3 candidates got no usable answer" in again.stderr and "all" in again.stderr

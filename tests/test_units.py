@@ -153,3 +153,14 @@ def test_config_values_are_type_checked():
         with pytest.raises(ConfigError, match=message):
             load_config(None, {key: value})
     assert load_config(None, {"split.train": 1, "split.val": 0, "split.test": 0}).split.train == 1
+
+
+def test_redact_masks_keys_and_url_credentials():
+    from pipeline.redact import command_line, redact_url
+
+    assert command_line(["label-semantic", "--api-key", "sk-1", "--base-url", "http://u:pw@h:8000/v1", "--token=t",
+                         "--model", "m"]) == \
+        "aig label-semantic --api-key *** --base-url http://***@h:8000/v1 --token=*** --model m"
+    assert redact_url("HTTP 500 from https://tok@api.x/v1/chat?key=abc&n=1 (user a@b.c)") == \
+        "HTTP 500 from https://***@api.x/v1/chat?key=***&n=1 (user a@b.c)"
+    assert redact_url("s3://bucket/data/x.png") == "s3://bucket/data/x.png"

@@ -8,7 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import run_aig, sql_rows
+from pathlib import Path
+
+from conftest import AIG, aig_env, run_aig, sql_rows
 from corpus import make_images
 
 
@@ -159,6 +161,114 @@ def test_sql_refuses_writes(small_dataset, statement):
     assert proc.returncode == 2 and "read-only" in proc.stderr
     assert (small_dataset / "catalog.duckdb").read_bytes() == before
     assert sql_rows(small_dataset, "select count(*) as n from samples") == [{"n": 12}]
+
+
+def _snapshot(*folders) -> dict:
+    """Every file under the folders: path -> (size, mtime_ns, sha256)."""
+    import hashlib
+
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+            for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_sql_sandbox_blocks_every_escape(small_dataset, tmp_path):
+    import tempfile
+    import uuid
+
+    import duckdb
+    from manifests.catalog import CatalogError, connect_readonly, open_query
+
+    ds = small_dataset.resolve()
+    manifest_file = sorted((ds / "manifest" / "samples").glob("*.parquet"))[0]
+    outside = ds.parent / "outside-secret.txt"  # next to the dataset, not in it
+    outside.write_text("outside secret\n")
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    in_tmp = Path(tempfile.gettempdir()) / f"aig-escape-{uuid.uuid4().hex}.csv"
+    (hostile / "schema.sql").write_text("")
+    (hostile / "load.sql").write_text(f"COPY (SELECT 42 AS x) TO '{in_tmp}';\n")
+    before = _snapshot(ds, tmp_path)
+    writes = [
+        f"EXPLAIN ANALYZE COPY (SELECT 42 x) TO '{in_tmp}'",
+        f"EXPLAIN ANALYZE COPY (SELECT * FROM samples WHERE false) TO '{manifest_file}' (FORMAT parquet)",
+        f"COPY (SELECT * FROM samples WHERE false) TO '{manifest_file}' (FORMAT parquet)",
+        f"COPY (SELECT 1) TO '{ds}/leak.csv'",
+        f"IMPORT DATABASE '{hostile}'",
+        f"EXPORT DATABASE '{tmp_path / 'export'}'",
+        f"ATTACH '{tmp_path / 'other.db'}' AS o", "ATTACH ':memory:' AS m",
+        "INSTALL httpfs", "LOAD httpfs", "SET enable_external_access = true", "SET allowed_directories = ['/']",
+        "RESET lock_configuration", "PRAGMA enable_profiling", "CALL checkpoint()", "CHECKPOINT",
+        "delete from samples", "insert into runs select * from runs", "create table x as select 1",
+        "create temp table x as select 1", "drop view samples",
+        "select 1; delete from samples", f"select 1; copy (select 1) to '{in_tmp}'",
+        "select * from query('copy (select 1) to ''" + str(in_tmp) + "''')",
+    ]
+    reads = [
+        "select * from read_text('/etc/passwd')", f"select * from read_text('{outside}')",
+        f"select * from read_csv('{ds}/../{outside.name}')", f"select * from read_blob('{hostile}/load.sql')",
+        "select * from glob('/etc/*')", "select * from read_text('~/.bashrc')",
+        "select * from 'https://example.com/x.parquet'", "select * from read_parquet('s3://bucket/x.parquet')",
+    ]
+    for q in writes + reads:
+        con = None
+        try:
+            con, sql = open_query(ds, q)
+            rows = con.execute(sql).fetchall()
+        except (CatalogError, duckdb.Error) as e:
+            assert q in writes or isinstance(e, duckdb.PermissionException), (q, e)
+        else:
+            raise AssertionError(f"not refused: {q!r} -> {rows!r}")
+        finally:
+            if con is not None:
+                con.close()
+    # DuckDB itself, without the statement check, refuses everything outside the dataset folder
+    con = connect_readonly(ds)
+    for q in writes[:1] + writes[4:14] + reads:  # (CHECKPOINT is a no-op on a read-only catalog)
+        with pytest.raises(duckdb.Error):
+            con.execute(q).fetchall()
+    con.close()
+    # ... and reads inside it
+    con, sql = open_query(ds, f"select count(*) from read_parquet('{ds}/manifest/samples/*.parquet')")
+    assert con.execute(sql).fetchall() == [(12,)]
+    con.close()
+    # the CLI: the same refusals as one-line errors
+    cli = {
+        writes[0]: "read-only", "select 1; select 2": "one statement per call",
+        reads[0]: f"`aig sql` reads only files under {ds}", reads[6]: "reads only files under",
+    }
+    for q, message in cli.items():
+        proc = run_aig("sql", "-d", ds, q, check=False, cwd=tmp_path)
+        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.splitlines()) == 1, (q, proc.stderr)
+    proc = run_aig("sql", "-d", ds, "--format", "json", "--output", tmp_path, "select 1", check=False)
+    assert proc.returncode == 2 and "is a folder; name a file" in proc.stderr
+    assert not in_tmp.exists()
+    assert _snapshot(ds, tmp_path) == before
+    assert sql_rows(ds, "select count(*) as n from samples") == [{"n": 12}]
+
+
+def test_sql_streams_in_bounded_memory(small_dataset, tmp_path):
+    """500k rows as JSON to stdout: the old whole-result JSON took ~350 MB for this, streaming stays near start-up size."""
+    code = ("import resource, subprocess, sys\n"
+            "with open(sys.argv[1], 'wb') as f:\n"
+            "    rc = subprocess.run(sys.argv[2:], stdout=f).returncode\n"
+            "print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)\n")
+    out = tmp_path / "out.json"
+    q = "select range as i, 'row ' || range as s from range(500000)"
+    proc = subprocess.run([sys.executable, "-c", code, str(out), AIG, "sql", "-d", str(small_dataset),
+                           "--format", "json", q], capture_output=True, text=True, env=aig_env())
+    rc, rss_mb = map(int, proc.stdout.split())
+    assert rc == 0, proc.stderr
+    assert rss_mb < 150, f"aig sql --format json used {rss_mb} MB for 500k rows"
+    with open(out, "rb") as f:
+        assert f.read(20) == b'[\n{"i": 0, "s": "row'
+        f.seek(-40, 2)
+        assert f.read().endswith(b'{"i": 499999, "s": "row 499999"}\n]\n')
+    pq_file = tmp_path / "out.parquet"
+    run_aig("sql", "-d", small_dataset, "--format", "parquet", "--output", pq_file, q.replace("500000", "300000"))
+    import pyarrow.parquet as pq
+
+    assert pq.read_metadata(pq_file).num_rows == 300000
+    assert not list(tmp_path.glob(".*tmp*"))
 
 
 def test_sql_formats(small_dataset, tmp_path):
