@@ -34,8 +34,10 @@ def perceptual_hash(data: bytes, max_pixels: int) -> tuple[str, int] | None:
             w, h = img.size
             if w * h > max_pixels or getattr(img, "n_frames", 1) > 1:
                 return None  # ingest rejects it (too_large / animated); never decode a bomb here
-            img.draft("RGB", (64, 64))  # JPEG only; a no-op for other formats
+            img.draft("RGB", (32, 32))  # JPEG only (decodes at 1/2..1/8 scale); a no-op for other formats
             rgb = _to_rgb(ImageOps.exif_transpose(img))
+            if min(rgb.size) >= 128:  # box-reduce first (cheap): the hash resamples to 32x32 anyway
+                rgb = rgb.reduce(min(rgb.size) // 64)
             return str(imagehash.phash(rgb)), w * h
     except Exception:  # any decode problem: not hashed, and ingest records the real reason
         return None
