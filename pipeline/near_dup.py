@@ -27,6 +27,7 @@ def perceptual_hash(data: bytes, max_pixels: int) -> tuple[str, int] | None:
 
     from .decode import ALLOWED_FORMATS, _to_rgb
 
+    Image.MAX_IMAGE_PIXELS = max_pixels  # as decode_image does: the exact check below decides
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -66,10 +67,11 @@ def close_pairs(hashes: np.ndarray, max_distance: int) -> list[tuple[int, int]]:
                 continue
             idx = np.sort(order[s:e])
             sub = hashes[idx]
-            for a in range(len(idx) - 1):
-                d = np.bitwise_count(sub[a + 1:] ^ sub[a])
-                for b in np.flatnonzero(d <= max_distance):
-                    found.add((int(idx[a]), int(idx[a + 1 + b])))
+            for t in range(0, len(idx) - 1, 256):  # 256 rows at a time against the whole bucket
+                d = np.bitwise_count(sub[t:t + 256, None] ^ sub[None, :])
+                rows, cols = np.nonzero(d <= max_distance)
+                keep = cols > rows + t
+                found.update(zip(idx[rows[keep] + t].tolist(), idx[cols[keep]].tolist()))
     return sorted(found)
 
 
