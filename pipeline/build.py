@@ -139,6 +139,8 @@ def _new_run(root: Path, cfg: BuildConfig, command: str, runs: list[dict]) -> tu
     log(f"planned {len(fresh)} inputs in {time.perf_counter() - t0:.1f}s")
     plan = make_plan(fresh, hashes, existing, cfg.split, cfg.shards.samples_per_shard,
                      _next_chunk(root, {r["run_id"] for r in runs}), ing.near_dup, ing.near_dup_distance)
+    if near := sum(1 for r in plan if r["near_dup_of"]):
+        log(f"{near} inputs are near-duplicates of another ({'dropped' if ing.near_dup == 'drop' else 'grouped'})")
     atomic_write(layout.plan_path(root, run_id), parquet_bytes(_plan_table(plan)))  # the plan first, then its run
     run = {
         "run_id": run_id, "command": command, "status": "running", "started_at": provenance.now(),

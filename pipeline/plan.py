@@ -87,13 +87,17 @@ def make_plan(
     return rows
 
 
+def _rank(key: str, ph: tuple | None) -> tuple:
+    """A new input's place in its group: the copy with most pixels, then most bytes, comes first."""
+    return (1, -ph[1], -ph[2], key) if ph else (2, 0, 0, key)  # samples already stored rank 0
+
+
 def _group_near_duplicates(rows: list[dict], hashes: list, existing: list[dict], split_cfg: SplitConfig,
                            mode: str, max_distance: int) -> None:
     """Merge each new sample's group with its near-duplicates' (existing samples first); drop copies if asked."""
     new = [(r, ph) for r, ph in zip(rows, hashes) if r["key"]]
     members = [Member(r["key"], r.get("phash"), r["group_id"] or r["key"], (0, 0, 0, r["key"])) for r in existing]
-    members += [Member(r["key"], r["phash"], r["group_id"], (1, -ph[1], -ph[2], r["key"]) if ph else (2, 0, 0, r["key"]))
-                for r, ph in new]
+    members += [Member(r["key"], r["phash"], r["group_id"], _rank(r["key"], ph)) for r, ph in new]
     path_of = {r["key"]: r["input_path"] for r in existing} | {r["key"]: r["input_path"] for r, _ in new}
     phash_of = {m.key: m.phash for m in members}
     for (row, _), g in zip(new, group_members(members, max_distance)[len(existing):]):
