@@ -39,6 +39,8 @@ SAMPLES = (
     ("source_height", "int32"),
     ("source_quality", "int32"),  # estimated JPEG quality of the input (JPEG inputs only)
     ("canonical", "string"),  # canonicalisation applied, e.g. cap:512
+    ("phash", "string"),  # perceptual hash of the input (16 hex digits; reals, unless near-dup grouping is off)
+    ("near_dup_of", "string"),  # key of the first member of its near-duplicate group (null: none, or it is)
 )
 
 FAILURES = (

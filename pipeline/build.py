@@ -129,8 +129,9 @@ def read_table(root: Path, table: str, columns: list[str] | None = None) -> list
 
     files = sorted(table_dir(root, table).glob("*.parquet"))
     rows: list[dict] = []
-    for f in files:
-        rows += pq.read_table(f, columns=columns).to_pylist()
+    for f in files:  # a column added since an older file was written is missing there (read as absent)
+        cols = [c for c in columns if c in pq.read_schema(f).names] if columns else None
+        rows += pq.read_table(f, columns=cols).to_pylist()
     return rows
 
 
@@ -161,13 +162,16 @@ def _new_run(root: Path, cfg: BuildConfig, command: str, runs: list[dict]) -> tu
     fresh = [i for i in items if i.input_path not in known]
     if known and len(fresh) < len(items):
         log(f"{len(items) - len(fresh)} inputs are already in the dataset; appending {len(fresh)} new ones")
-    existing = {r["source_sha256"]: r["input_path"] for r in read_table(root, "samples", ["source_sha256", "input_path"])
-                if r["source_sha256"]}  # reals only: derived samples have no source bytes of their own
+    existing = [r for r in read_table(root, "samples", ["key", "source_sha256", "input_path", "group_id", "phash"])
+                if r["source_sha256"]]  # reals only: derived samples have no source bytes of their own
     t0 = time.perf_counter()
-    hashes = hash_inputs(fresh, download=cfg.ingest.download)
+    ing = cfg.ingest
+    hashes = hash_inputs(fresh, max_pixels=ing.max_pixels if ing.near_dup != "off" else None, download=ing.download)
     log(f"planned {len(fresh)} inputs in {time.perf_counter() - t0:.1f}s")
     plan = make_plan(fresh, hashes, existing, cfg.split, cfg.shards.samples_per_shard,
-                     _next_chunk(root, {r["run_id"] for r in runs}))
+                     _next_chunk(root, {r["run_id"] for r in runs}), ing.near_dup, ing.near_dup_distance)
+    if near := sum(1 for r in plan if r["near_dup_of"]):
+        log(f"{near} inputs are near-duplicates of another ({'dropped' if ing.near_dup == 'drop' else 'grouped'})")
     atomic_write(layout.plan_path(root, run_id), parquet_bytes(_plan_table(plan)))  # the plan first, then its run
     run = {
         "run_id": run_id, "command": command, "status": "running", "started_at": provenance.now(),

@@ -64,6 +64,8 @@ class IngestConfig:
     jpeg_quality: int = 95
     animated: str = "reject"  # animations are rejected (the only supported policy)
     download: DownloadConfig = field(default_factory=DownloadConfig)
+    near_dup: str = "group"  # group: near-duplicates share a group (and split) | drop: they fail | off
+    near_dup_distance: int = 10  # pHash bits (of 64) within which two images are near-duplicates
 
 
 @dataclass
@@ -271,6 +273,10 @@ def validate(cfg: BuildConfig) -> None:
         raise ConfigError("ingest.size must be >= 8, ingest.min_size >= 1 and ingest.max_pixels >= 1")
     if not 1 <= ing.jpeg_quality <= 100:
         raise ConfigError("ingest.jpeg_quality must be within 1..100")
+    if ing.near_dup not in ("group", "drop", "off"):
+        raise ConfigError(f"ingest.near_dup '{ing.near_dup}' unknown; use group, drop or off")
+    if not 0 <= ing.near_dup_distance <= 32:
+        raise ConfigError("ingest.near_dup_distance must be within 0..32 (bits of a 64-bit pHash)")
     if cfg.shards.samples_per_shard < 1 or cfg.shards.max_shard_bytes < 1024:
         raise ConfigError("shards.samples_per_shard must be >= 1 and shards.max_shard_bytes >= 1024")
     s = cfg.split

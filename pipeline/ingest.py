@@ -30,7 +30,7 @@ def prepare(plan_row: dict, cfg: IngestConfig, run_id: str, max_retries: int) ->
                        attempts=0, duplicate_of=plan_row["duplicate_of"])
     if plan_row["error"]:
         reason, _, detail = plan_row["error"].partition(": ")
-        return failure(plan_row, run_id, reason, detail, attempts=0)
+        return failure(plan_row, run_id, reason, detail, attempts=0, duplicate_of=plan_row.get("near_dup_input"))
     attempts = 0
     while True:
         attempts += 1
@@ -60,6 +60,7 @@ def _prepare_once(plan_row: dict, cfg: IngestConfig, run_id: str) -> Outcome:
         origin=plan_row["origin"], caption=plan_row["caption"], width=img.width, height=img.height,
         source_sha256=sha, source_format=src.format, source_mode=src.mode, source_width=src.width,
         source_height=src.height, source_quality=src.quality, canonical=canonical,
+        phash=plan_row.get("phash"), near_dup_of=plan_row.get("near_dup_of"),
     )
 
 
