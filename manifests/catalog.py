@@ -23,9 +23,11 @@ def _same_schema(files: list[Path]) -> bool:
 
 
 def _view_sql(root: Path, table: str, columns) -> str:
-    pattern = f"{MANIFEST_DIR}/{table}/*.parquet"
     files = sorted((root / MANIFEST_DIR / table).glob("*.parquet"))
     if files:
+        # Absolute paths: plain `duckdb.connect(catalog)` works from any working directory; a moved dataset
+        # is re-pointed by the next `aig` command (connect_readonly).
+        pattern = _sql_str(root.resolve() / MANIFEST_DIR / table / "*.parquet")
         # union_by_name makes every query read all footers first (~1 s per 1,000 files): only when needed.
         union = "" if _same_schema(files) else ", union_by_name=true"
         return f"create or replace view {table} as select * from read_parquet('{pattern}'{union})"
@@ -33,8 +35,17 @@ def _view_sql(root: Path, table: str, columns) -> str:
     return f"create or replace view {table} as select {cols} where false"
 
 
+def _create_views(con, root: Path) -> None:
+    for table, columns in TABLES.items():
+        con.execute(_view_sql(root, table, columns))
+    con.execute(
+        "create or replace view shards as select shard, split, count(*) as samples, sum(size) as bytes "
+        "from samples group by all"
+    )
+
+
 def refresh_catalog(root: Path) -> Path:
-    """(Re)create the catalog's views; paths inside are relative to the dataset root."""
+    """(Re)create the catalog's views over the manifest, by absolute path."""
     import duckdb
 
     path = root / CATALOG_FILE
@@ -43,13 +54,7 @@ def refresh_catalog(root: Path) -> Path:
     try:
         con = duckdb.connect(str(tmp))
         try:
-            con.execute(f"set file_search_path = '{_sql_str(root.resolve())}'")
-            for table, columns in TABLES.items():
-                con.execute(_view_sql(root, table, columns))
-            con.execute(
-                "create or replace view shards as select shard, split, count(*) as samples, sum(size) as bytes "
-                "from samples group by all"
-            )
+            _create_views(con, root)
             con.execute("checkpoint")  # close() swallows write errors (e.g. a full disk); checkpoint raises them
         finally:
             con.close()
@@ -61,19 +66,35 @@ def refresh_catalog(root: Path) -> Path:
     return path
 
 
+def points_elsewhere(view_sqls: list[str], root: Path) -> bool:
+    """True when a view reads Parquet outside `root`'s manifest (the dataset was moved or copied)."""
+    prefix = f"read_parquet('{_sql_str(root.resolve() / MANIFEST_DIR)}/"
+    return any("read_parquet('" in sql and prefix not in sql for sql in view_sqls)
+
+
 def _sql_str(p: Path) -> str:
     return str(p).replace("'", "''")
 
 
 def connect_readonly(root: Path):
+    """A read-only connection to the catalog; re-points it first when the dataset has moved."""
     import duckdb
 
     path = root / CATALOG_FILE
     if not path.is_file():
         raise CatalogError(f"no catalog at '{path}': build a dataset there first with `aig build-data --output {root}`")
     con = duckdb.connect(str(path), read_only=True)
-    con.execute(f"set file_search_path = '{_sql_str(root.resolve())}'")
-    return con
+    views = [r[0] for r in con.execute("select sql from duckdb_views() where not internal").fetchall()]
+    if not points_elsewhere(views, root):
+        return con
+    con.close()
+    try:
+        refresh_catalog(root)
+    except OSError:  # a read-only copy: the same views, in memory
+        con = duckdb.connect()
+        _create_views(con, root)
+        return con
+    return duckdb.connect(str(path), read_only=True)
 
 
 def check_read_only(con, query: str) -> None:

@@ -26,10 +26,6 @@ def _members(files, rel: str) -> dict[str, tuple[int, int]]:
         return {m.name: (m.offset_data, m.size) for m in tf if m.isfile()}
 
 
-def _index_rel(rel: str) -> str:
-    return rel[: -len(".tar")] + ".index.parquet"
-
-
 def verify_dataset(location: str | Path) -> list[str]:
     """Return a list of problems (empty when the dataset is consistent). `location`: a folder or a URL."""
     root = storage.local_view(location)  # manifest files: the folder itself, or a local mirror of the URL's
@@ -69,7 +65,7 @@ def _verify(root: Path, files) -> list[str]:
         except (tarfile.TarError, OSError) as e:
             problems.append(f"{rel}: unreadable tar ({e})")
             continue
-        index = _index_rel(rel)
+        index = layout.index_rel(rel)
         if not files.exists(index):
             problems.append(f"{index}: index missing")
         else:
