@@ -11,6 +11,7 @@ import pytest
 
 AIG = str(Path(sys.executable).with_name("aig"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
 def aig_env() -> dict[str, str]:
