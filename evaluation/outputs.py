@@ -70,6 +70,24 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
 
 
+# Each detector its own line style, marker and width, so identical curves stay visible on top of each other.
+CURVE_STYLES = ({"linestyle": "-", "marker": "o", "linewidth": 3.0, "markersize": 7, "alpha": 0.55},
+                {"linestyle": "--", "marker": "s", "linewidth": 2.0, "markersize": 5},
+                {"linestyle": ":", "marker": "^", "linewidth": 1.5, "markersize": 4})
+
+
+def same_curve_as(curves: dict[str, tuple[list, list]]) -> dict[str, str]:
+    """detector -> the earlier detector whose ROC curve it repeats exactly (e.g. fused when the VLM never fires)."""
+    out = {}
+    names = list(curves)
+    for i, det in enumerate(names):
+        for prev in names[:i]:
+            if curves[det] == curves[prev]:
+                out[det] = out.get(prev, prev)
+                break
+    return out
+
+
 def write_plots(folder: Path, score_rows: list[dict], detectors: list[str]) -> list[Path]:
     """Per benchmark (no perturbation): ROC curves of each detector, and score histograms per class."""
     import matplotlib
@@ -87,11 +105,17 @@ def write_plots(folder: Path, score_rows: list[dict], detectors: list[str]) -> l
         rs = [r for r in rows if r["benchmark"] == bench]
         y = [1 if r["label"] == "fake" else 0 for r in rs]
         fig, ax = plt.subplots(figsize=(4.5, 4.2))
-        for det in detectors:
-            score, _ = detector_columns(det, 0.5)
-            if len(set(y)) == 2:
+        curves = {}
+        if len(set(y)) == 2:
+            for det in detectors:
+                score, _ = detector_columns(det, 0.5)
                 fpr, tpr, _ = roc_curve(y, [score(r) for r in rs])
-                ax.plot(fpr, tpr, label=det, drawstyle="steps-post")
+                curves[det] = (list(fpr), list(tpr))
+        same = same_curve_as(curves)
+        for i, (det, (fpr, tpr)) in enumerate(curves.items()):
+            style = CURVE_STYLES[i % len(CURVE_STYLES)]
+            label = f"{det} (same curve as {same[det]})" if det in same else det
+            ax.plot(fpr, tpr, label=label, drawstyle="steps-post", **style)
         ax.plot([0, 1], [0, 1], ":", color="grey")
         ax.set(xlabel="false positive rate (reals called fake)", ylabel="true positive rate", title=f"ROC: {bench}")
         ax.legend(loc="lower right")

@@ -11,21 +11,32 @@ from pathlib import Path
 from .dataset_io import query_rows, read_bytes
 
 THUMB = 192
+# After loading, the page counts its images that failed to display: recorded on <body> (data-images,
+# data-broken) and, only when some did, shown as a warning.
 RENDER_CHECK = """<script>
 window.addEventListener('load', function () {
   var imgs = Array.prototype.slice.call(document.images);
   var broken = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); }).length;
-  var p = document.createElement('p');
-  p.id = 'render-check'; p.setAttribute('data-images', imgs.length); p.setAttribute('data-broken', broken);
-  p.textContent = 'rendered ' + imgs.length + ' images, ' + broken + ' broken';
-  document.body.appendChild(p);
+  document.body.setAttribute('data-images', imgs.length);
+  document.body.setAttribute('data-broken', broken);
+  if (broken) {
+    var p = document.createElement('p');
+    p.className = 'bad'; p.textContent = broken + ' of ' + imgs.length + ' images failed to display';
+    document.body.insertBefore(p, document.body.firstChild);
+  }
 });
 </script>"""
-CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+CSS = """*{box-sizing:border-box}body{font-family:system-ui,sans-serif;margin:0 auto;padding:1em;max-width:1100px;color:#222}
+h1,p,li,figcaption{overflow-wrap:anywhere}img{max-width:100%;height:auto}
+.scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:.5em 0 1.2em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;max-width:420px;overflow-wrap:anywhere}
-th{background:#f3f3f3}.pair{display:flex;gap:8px;margin:8px 0;align-items:flex-start}
-.pair figure{margin:0}figcaption{font-size:12px;color:#555}.bad{color:#b00;font-weight:bold}
-.note{color:#666;font-size:13px}code{background:#f5f5f5;padding:0 3px}"""
+th{background:#f3f3f3}figure{margin:0}
+.pair{display:grid;grid-template-columns:repeat(3,minmax(0,192px)) minmax(0,1fr);gap:8px;margin:8px 0;align-items:start}
+.sem{display:grid;grid-template-columns:minmax(0,192px) minmax(0,1fr);gap:12px;margin:8px 0;align-items:start}
+.sem ul{margin:0}
+figcaption{font-size:12px;color:#555}.bad{color:#b00;font-weight:bold}
+.note{color:#666;font-size:13px}code{background:#f5f5f5;padding:0 3px;overflow-wrap:anywhere}
+@media (max-width:600px){.pair{grid-template-columns:repeat(3,minmax(0,1fr))}.pair>p{grid-column:1/-1}}"""
 
 
 def esc(v) -> str:
@@ -38,7 +49,7 @@ def table(rows: list[dict], cols: list[str] | None = None) -> str:
     cols = cols or list(rows[0])
     head = "".join(f"<th>{esc(c)}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{esc(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<div class=scroll><table><tr>{head}</tr>{body}</table></div>"
 
 
 def data_uri_png(img) -> str:
@@ -120,6 +131,19 @@ def gallery_section(root: Path, pairs: int) -> str:
     return "".join(out)
 
 
+def is_stand_in(annotator: str) -> bool:
+    """True for an annotator id naming one of aig's untrained stand-in models (its config says so)."""
+    from labeling.cli import stand_in_note
+
+    if not annotator or not annotator.startswith("transformers:"):
+        return False
+    model = annotator.removeprefix("transformers:").split("@", 1)[0]
+    try:
+        return stand_in_note(model) is not None
+    except (OSError, ValueError):
+        return False
+
+
 def semantic_section(root: Path, limit: int = 12) -> str:
     from .dataset_io import open_rgb
 
@@ -133,15 +157,22 @@ def semantic_section(root: Path, limit: int = 12) -> str:
         return head + "<p class=note>no accepted semantic fakes yet (run <code>aig label-semantic</code>)</p>"
     incs = _try_rows(root, "select key, idx, category, description, confidence from semantic_inconsistencies "
                            "order by key, idx") or []
+    stand_ins = {a for a in {r["annotator"] for r in labels} if a and is_stand_in(a)}
     out = [head]
+    if stand_ins:
+        out.append("<p class=bad>Labelled by an untrained random-weight stand-in annotator ("
+                   + ", ".join(f"<code>{esc(a)}</code>" for a in sorted(stand_ins))
+                   + "): the named inconsistencies below carry no meaning; they show what the pipeline stores.</p>")
     for r in labels:
         img, err = open_rgb(read_bytes(root, r))
         items = "".join(f"<li><b>{esc(i['category'])}</b>: {esc(i['description'])}"
                         + (f" ({i['confidence']:.2f})" if i.get("confidence") is not None else "") + "</li>"
                         for i in incs if i["key"] == r["key"])
         pic = f"<img src='{data_uri_png(thumb(img))}' alt='{esc(r['key'])}'>" if img else f"<p class=bad>{esc(err)}</p>"
-        out.append(f"<div class=pair><figure>{pic}<figcaption>{esc(r['generator'])}: {esc(r['prompt'])}</figcaption>"
-                   f"</figure><ul>{items or '<li>none named</li>'}</ul></div>")
+        out.append(f"<div class=sem><figure>{pic}<figcaption>{esc(r['generator'])}: {esc(r['prompt'])}</figcaption>"
+                   f"</figure><div><p class=note>annotator <code>{esc(r['annotator'])}</code>"
+                   + (" (an untrained stand-in: these labels carry no meaning)" if r["annotator"] in stand_ins else "")
+                   + f"</p><ul>{items or '<li>none named</li>'}</ul></div></div>")
     return "".join(out)
 
 
@@ -165,8 +196,8 @@ def markdown_to_html(md: str) -> str:
     def flush():
         if rows:
             head, body = rows[0], [r for r in rows[2:]]
-            out.append("<table><tr>" + "".join(f"<th>{esc(c)}</th>" for c in head) + "</tr>" + "".join(
-                "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in body) + "</table>")
+            out.append("<div class=scroll><table><tr>" + "".join(f"<th>{esc(c)}</th>" for c in head) + "</tr>" + "".join(
+                "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in body) + "</table></div>")
             rows.clear()
 
     for line in md.splitlines():
@@ -211,8 +242,10 @@ def build_report(root: Path, output: Path | None = None, pairs: int = 6, audit_t
     connect_readonly(root).close()  # a clear error when there is no dataset here
     sections = [counts_section(root), provenance_section(root), gallery_section(root, pairs), semantic_section(root),
                 audit_section(root, audit_threshold), evaluation_section(root)]
-    page = (f"<!doctype html><html><head><meta charset=utf-8><title>aig report: {esc(root.name)}</title>"
-            f"<style>{CSS}</style></head><body><h1>aig report: {esc(root.resolve())}</h1>"
+    name = root.resolve().name  # the folder's name: the page may be mailed, its absolute path means nothing there
+    page = (f"<!doctype html><html><head><meta charset=utf-8>"
+            f"<meta name=viewport content='width=device-width, initial-scale=1'><title>aig report: {esc(name)}</title>"
+            f"<style>{CSS}</style></head><body><h1>aig report: {esc(name)}</h1>"
             + "".join(sections) + RENDER_CHECK + "</body></html>")
     out = output or root / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,9 +21,11 @@ def _same_schema(files: list[Path]) -> bool:
 
 
 def _view_sql(root: Path, table: str, columns) -> str:
-    pattern = f"{MANIFEST_DIR}/{table}/*.parquet"
     files = sorted((root / MANIFEST_DIR / table).glob("*.parquet"))
     if files:
+        # Absolute paths: plain `duckdb.connect(catalog)` works from any working directory; a moved dataset
+        # is re-pointed by the next `aig` command (connect_readonly).
+        pattern = _sql_str(root.resolve() / MANIFEST_DIR / table / "*.parquet")
         # union_by_name makes every query read all footers first (~1 s per 1,000 files): only when needed.
         union = "" if _same_schema(files) else ", union_by_name=true"
         return f"create or replace view {table} as select * from read_parquet('{pattern}'{union})"
@@ -31,8 +33,17 @@ def _view_sql(root: Path, table: str, columns) -> str:
     return f"create or replace view {table} as select {cols} where false"
 
 
+def _create_views(con, root: Path) -> None:
+    for table, columns in TABLES.items():
+        con.execute(_view_sql(root, table, columns))
+    con.execute(
+        "create or replace view shards as select shard, split, count(*) as samples, sum(size) as bytes "
+        "from samples group by all"
+    )
+
+
 def refresh_catalog(root: Path) -> Path:
-    """(Re)create the catalog's views; paths inside are relative to the dataset root."""
+    """(Re)create the catalog's views over the manifest, by absolute path."""
     import duckdb
 
     path = root / CATALOG_FILE
@@ -41,13 +52,7 @@ def refresh_catalog(root: Path) -> Path:
     try:
         con = duckdb.connect(str(tmp))
         try:
-            con.execute(f"set file_search_path = '{_sql_str(root.resolve())}'")
-            for table, columns in TABLES.items():
-                con.execute(_view_sql(root, table, columns))
-            con.execute(
-                "create or replace view shards as select shard, split, count(*) as samples, sum(size) as bytes "
-                "from samples group by all"
-            )
+            _create_views(con, root)
             con.execute("checkpoint")  # close() swallows write errors (e.g. a full disk); checkpoint raises them
         finally:
             con.close()
@@ -57,6 +62,12 @@ def refresh_catalog(root: Path) -> Path:
         tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
         raise
     return path
+
+
+def points_elsewhere(view_sqls: list[str], root: Path) -> bool:
+    """True when a view reads Parquet outside `root`'s manifest (the dataset was moved or copied)."""
+    prefix = f"read_parquet('{_sql_str(root.resolve() / MANIFEST_DIR)}/"
+    return any("read_parquet('" in sql and prefix not in sql for sql in view_sqls)
 
 
 def _sql_str(p: Path) -> str:
@@ -70,10 +81,10 @@ def _sql_list(p: Path) -> str:
 def connect_readonly(root: Path):
     """A connection to the catalog that can read the dataset folder and nothing else, and write nothing.
 
-    DuckDB enforces it: the catalog opens read-only, without extension auto-install/-load and without a
-    spill folder; the views are re-created as temporary views over absolute paths (the stored ones are
-    relative to the dataset root, which DuckDB's access check does not resolve); external access is then
-    limited to the dataset folder (no other file, no network), and the configuration is locked.
+    A catalog whose views point elsewhere (the dataset was moved or copied) is re-pointed first. DuckDB then
+    enforces the limits: the catalog opens read-only, without extension auto-install/-load and without a
+    spill folder; the views are used as temporary views; external access is limited to the dataset folder
+    (no other file, no network), and the configuration is locked.
     """
     import duckdb
 
@@ -81,21 +92,30 @@ def connect_readonly(root: Path):
     if not path.is_file():
         raise CatalogError(f"no catalog at '{path}': build a dataset there first with `aig build-data --output {root}`")
     absolute = root.resolve()
+    settings = {"autoinstall_known_extensions": False, "autoload_known_extensions": False, "temp_directory": ""}
     try:
-        con = duckdb.connect(str(path), read_only=True, config={
-            "autoinstall_known_extensions": False, "autoload_known_extensions": False, "temp_directory": ""})
+        con = duckdb.connect(str(path), read_only=True, config=settings)
     except duckdb.Error as e:
         raise CatalogError(f"catalog '{path}' is damaged ({str(e).splitlines()[0]}); re-run the same "
                            "`aig build-data` command to rebuild it (nothing is ingested twice)") from None
     try:
         views = con.execute("select view_name, sql from duckdb_views() where not internal "
                             "and database_name = current_database() and schema_name = 'main'").fetchall()
-        relative, anchored = f"'{MANIFEST_DIR}/", f"'{_sql_str(absolute)}/{MANIFEST_DIR}/"
+        if points_elsewhere([sql for _, sql in views], root):
+            con.close()
+            try:
+                refresh_catalog(root)
+                con = duckdb.connect(str(path), read_only=True, config=settings)
+            except (OSError, duckdb.IOException):  # a read-only copy: the same views, in memory
+                con = duckdb.connect(config=settings)
+                _create_views(con, root)
+            views = con.execute("select view_name, sql from duckdb_views() where not internal "
+                                "and schema_name = 'main'").fetchall()
         for name, sql in views:
-            if not sql.startswith(f"CREATE VIEW {name} AS "):
+            if not sql.upper().startswith(f"CREATE VIEW {name.upper()} AS "):
                 raise CatalogError(f"the catalog '{path}' holds an unexpected view {name!r}: "
                                    f"re-create it with `aig build-data --output {root}`")
-            con.execute("CREATE TEMPORARY VIEW" + sql.removeprefix("CREATE VIEW").replace(relative, anchored))
+            con.execute("CREATE OR REPLACE TEMPORARY VIEW" + sql[len("CREATE VIEW"):])
         con.execute(f"set allowed_directories = {_sql_list(absolute)}")
         con.execute("set enable_external_access = false")
         con.execute("set lock_configuration = true")

@@ -20,6 +20,16 @@ from .shards import Sample, atomic_write, group_into_shards, index_table, write_
 SPLITS = ("train", "val", "test")
 # Row fields that depend on where or when the data was built: kept out of the tar's JSON member.
 NOT_IN_TAR = ("run_id", "input_path", "shard", "offset_data", "member", "size", "sha256")
+CLASSES = {"real": 0, "fake": 1}  # the integer class beside `label` (timm's target_key='cls', classic loaders)
+
+
+def drop_nulls(value):
+    """One type per JSON field in every record: a value that is unknown is absent, never null."""
+    if isinstance(value, dict):
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value]
+    return value
 
 
 @dataclass
@@ -44,11 +54,13 @@ def sample_outcome(key: str, data: bytes, ext: str, provenance: dict | None = No
     """One image sample: `{key}.{ext}` plus `{key}.json` (the row's portable fields, plus `extra_json`)."""
     row.update(key=key, format=ext, member=f"{key}.{ext}", sha256=hashlib.sha256(data).hexdigest(), size=len(data),
                provenance=json.dumps(provenance, sort_keys=True) if provenance is not None else None)
-    meta = {k: v for k, v in row.items() if k not in NOT_IN_TAR and v is not None}
+    meta = {k: v for k, v in row.items() if k not in NOT_IN_TAR}
     if provenance is not None:
         meta["provenance"] = provenance
+    if row.get("label") in CLASSES:
+        meta["cls"] = CLASSES[row["label"]]
     meta.update(extra_json or {})
-    members = {ext: data, "json": json.dumps(meta, sort_keys=True).encode()}
+    members = {ext: data, "json": json.dumps(drop_nulls(meta), sort_keys=True).encode()}
     return Outcome(sample=Sample(key, members), row=row)
 
 
@@ -72,7 +84,7 @@ def _write_chunk(root: Path, group: str, chunk: int, outcomes: list[Outcome], sh
                                                          shard_cfg.max_shard_bytes)):
             tar_path = layout.shard_path(root, group, split, chunk, part)
             written = write_shard(tar_path, members)
-            atomic_write(layout.index_path(tar_path), parquet_bytes(index_table(written.entries)))
+            atomic_write(layout.index_path(root, tar_path), parquet_bytes(index_table(written.entries)))
             rel = tar_path.relative_to(root).as_posix()
             for e in written.entries:
                 row = rows[e.key]

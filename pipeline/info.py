@@ -59,4 +59,7 @@ def write_info(root: Path) -> dict:
                    "runs": "manifest/runs/*.parquet", "catalog": "catalog.duckdb"},
     }
     atomic_write(root / INFO_FILE, json.dumps(info, indent=1).encode())
+    from .card import write_card
+
+    write_card(root, info)  # the Hugging Face dataset card, kept current with the shards
     return info

@@ -8,8 +8,11 @@ from pathlib import Path
 from manifests.schema import CATALOG_FILE, INFO_FILE, MANIFEST_DIR, SHARDS_DIR, table_dir
 
 LOCK_FILE = ".aig.lock"
+INDEX_DIR = "index"
+CARD_FILE = "README.md"  # the dataset card (Hugging Face datasets reads its configs)
 # Everything aig writes at a dataset's root (--overwrite deletes these and nothing else).
-OWN_NAMES = (SHARDS_DIR, MANIFEST_DIR, CATALOG_FILE, CATALOG_FILE + ".wal", INFO_FILE, LOCK_FILE, "report.html", "eval")
+OWN_NAMES = (SHARDS_DIR, INDEX_DIR, MANIFEST_DIR, CATALOG_FILE, CATALOG_FILE + ".wal", INFO_FILE, CARD_FILE, LOCK_FILE,
+             "report.html", "eval")
 
 
 def chunk_name(group: str, chunk: int) -> str:
@@ -20,8 +23,15 @@ def shard_path(root: Path, group: str, split: str, chunk: int, part: int) -> Pat
     return root / SHARDS_DIR / group / split / f"{chunk_name(group, chunk)}-{part:02d}.tar"
 
 
-def index_path(tar_path: Path) -> Path:
-    return tar_path.with_name(tar_path.name[: -len(".tar")] + ".index.parquet")
+def index_rel(tar_rel: str) -> str:
+    """A shard's member index, in index/ (mirroring shards/, where folder loaders such as HF datasets
+    do not mistake it for data): shards/G/S/X.tar -> index/G/S/X.index.parquet."""
+    rel = tar_rel[len(SHARDS_DIR) + 1:] if tar_rel.startswith(SHARDS_DIR + "/") else tar_rel
+    return f"{INDEX_DIR}/{rel[: -len('.tar')]}.index.parquet"
+
+
+def index_path(root: Path, tar_path: Path) -> Path:
+    return root / index_rel(tar_path.relative_to(root).as_posix())
 
 
 def table_file(root: Path, table: str, name: str) -> Path:

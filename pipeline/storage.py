@@ -368,7 +368,8 @@ class RemoteFiles:
 
     def __init__(self, url: str):
         self.mirror = Mirror(url, "view")
-        self._shards = {rel: e["size"] for rel, e in self.mirror.listing("shards").items()}
+        found = {**self.mirror.listing("shards"), **self.mirror.listing("index")}  # tars and their indexes
+        self._shards = {rel: e["size"] for rel, e in found.items()}
 
     def tars(self) -> list[str]:
         return sorted(r for r in self._shards if r.endswith(".tar"))

@@ -31,10 +31,6 @@ def _members(files, rel: str) -> dict[str, tuple[int, int]]:
         return {m.name: (m.offset_data, m.size) for m in tf if m.isfile()}
 
 
-def _index_rel(rel: str) -> str:
-    return rel[: -len(".tar")] + ".index.parquet"
-
-
 def verify_dataset(location: str | Path) -> list[str]:
     """Return a list of problems (empty when the dataset is consistent). `location`: a folder or a URL."""
     root = storage.local_view(location)  # manifest files: the folder itself, or a local mirror of the URL's
@@ -137,7 +133,7 @@ def _verify(root: Path, files) -> list[str]:
 
 
 def _check_index(files, rel: str, members: dict[str, tuple[int, int]], keys: dict[str, set[str]]) -> list[str]:
-    index = _index_rel(rel)
+    index = layout.index_rel(rel)
     if not files.exists(index):
         return [f"{index}: index missing"]
     try:

@@ -11,6 +11,7 @@ import pytest
 
 AIG = str(Path(sys.executable).with_name("aig"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
 def aig_env() -> dict[str, str]:
@@ -56,6 +57,16 @@ def start_and_kill(args: list, done_dir: Path, pattern: str, at_least: int) -> i
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     return len(list(done_dir.glob(pattern)))
+
+
+@pytest.fixture(scope="session")
+def pixel_dataset(tmp_path_factory):
+    """The 12 bundled photos and their reconstructions by the bundled autoencoder (do not modify: copy it)."""
+    out = tmp_path_factory.mktemp("pixds") / "ds"
+    # the demo's split: 7 train photos (6 pairs, the stereo pair counted apart), 1 val, 4 test
+    run_aig("build-data", "-o", out, "--stages", "ingest,reconstruct", "--size", "128", "--executor", "local",
+            "--split", "0.5,0.04,0.46")
+    return out
 
 
 @pytest.fixture

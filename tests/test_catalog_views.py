@@ -26,7 +26,7 @@ def test_views_union_by_name_only_when_schemas_differ(tmp_path):
     con = duckdb.connect(str(tmp_path / "catalog.duckdb"), read_only=True)
     sql = con.execute("select sql from duckdb_views() where view_name = 'samples'").fetchall()[0][0]
     con.close()
-    assert "union_by_name" not in sql
+    assert "union_by_name=true" not in sql  # (the tmp path itself contains "union_by_name")
     assert sql_rows(tmp_path, "select key, width from samples order by key") == [{"key": "a", "width": 4},
                                                                                  {"key": "b", "width": 5}]
     # a file with another column order and an extra column (e.g. written by a later version)

@@ -82,8 +82,11 @@ def test_shards_readable_by_standard_consumers(default_dataset):
 
 def test_index_gives_random_access(default_dataset):
     out, _ = default_dataset
-    for index in (out / "shards").glob("**/*.index.parquet"):
-        tar = index.with_name(index.name.replace(".index.parquet", ".tar"))
+    assert not list((out / "shards").glob("**/*.parquet"))  # folder loaders read shards/ as data only
+    indexes = sorted((out / "index").glob("**/*.index.parquet"))
+    assert len(indexes) == len(list((out / "shards").glob("**/*.tar")))
+    for index in indexes:
+        tar = out / "shards" / index.relative_to(out / "index").as_posix().replace(".index.parquet", ".tar")
         with tarfile.open(tar) as tf:
             members = {m.name: (m.offset_data, m.size) for m in tf}
         for row in pq.read_table(index).to_pylist():

@@ -155,3 +155,12 @@ def test_groups_pick_the_right_reals():
                    ("generator", "x"): ["a", "c", "d"]}
     chameleon = [r("a", "real", "all"), r("b", "fake", "all")]
     assert [(k, n) for k, n, _ in groups(chameleon)] == [("all", "all")]
+
+
+def test_same_curve_as_names_the_curve_a_detector_repeats():
+    from evaluation.outputs import same_curve_as
+
+    a, b = ([0, 0.5, 1], [0, 1, 1]), ([0, 1], [0, 1])
+    assert same_curve_as({"pixel": a, "semantic": b, "fused": a}) == {"fused": "pixel"}
+    assert same_curve_as({"pixel": a, "semantic": a, "fused": a}) == {"semantic": "pixel", "fused": "pixel"}
+    assert same_curve_as({"pixel": a, "semantic": b}) == {}

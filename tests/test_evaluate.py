@@ -217,16 +217,42 @@ def chromium():
     return exe
 
 
+# A phone-width viewport (headless Chromium's windows are at least 500 px wide): the page in a 390 px iframe,
+# a copy of it reporting its scroll width and viewport width to the parent page, which records them.
+OVERFLOW_CHECK = """<script>window.addEventListener('load', function () { setTimeout(function () {
+  var d = document.documentElement;
+  parent.postMessage({scroll: d.scrollWidth, client: d.clientWidth}, '*');
+}, 0); });</script>"""
+PHONE = """<!doctype html><html><body style="margin:0"><iframe src="{src}" style="width:390px;height:800px;border:0">
+</iframe><script>window.addEventListener('message', function (e) {{
+  document.body.setAttribute('data-scroll-width', e.data.scroll);
+  document.body.setAttribute('data-client-width', e.data.client);
+}});</script></body></html>"""
+
+
+def phone_width(exe, page, tmp_path) -> tuple[int, int]:
+    """(document scroll width, viewport width) of the page laid out 390 px wide."""
+    import re
+
+    probe = page.with_name("probe-" + page.name)
+    probe.write_text(page.read_text().replace("</body>", OVERFLOW_CHECK + "</body>"))
+    frame = page.with_name("phone.html")
+    frame.write_text(PHONE.format(src=probe.name))
+    m = re.search(r'data-scroll-width="(\d+)" data-client-width="(\d+)"', render(exe, frame, tmp_path))
+    assert m, "the overflow probe did not report"
+    return int(m.group(1)), int(m.group(2))
+
+
 def render(exe, page, tmp_path) -> str:
     proc = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                           "--disable-component-update", "--disable-sync", "--no-first-run",
+                           "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
                            f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=10000", "--dump-dom",
                            page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
 
-def _label_one_fake(ds):
+def _label_one_fake(ds, annotator):
     """An accepted semantic label with one named inconsistency, as `aig label-semantic` writes them."""
     from labeling.tables import SEMANTIC_INCONSISTENCIES, SEMANTIC_LABELS
     from manifests.catalog import refresh_catalog
@@ -234,7 +260,8 @@ def _label_one_fake(ds):
 
     key = sql_rows(ds, "select key from samples where label = 'fake' order by key limit 1")[0]["key"]
     for table, cols, row in (
-            ("semantic_labels", SEMANTIC_LABELS, {"key": key, "label": "fake", "decision": "accepted", "verdict": "inconsistent"}),
+            ("semantic_labels", SEMANTIC_LABELS, {"key": key, "label": "fake", "decision": "accepted", "verdict": "inconsistent",
+                                                  "annotator": f"transformers:{annotator}"}),
             ("semantic_inconsistencies", SEMANTIC_INCONSISTENCIES,
              {"key": key, "label": "fake", "decision": "accepted", "idx": 0, "category": "anatomy",
               "description": "the hand has six fingers", "confidence": 0.9})):
@@ -249,12 +276,12 @@ def test_report_renders_in_chromium(pairs, models, tmp_path):
     exe = chromium()
     if not sql_rows(pairs, "select count(*) as n from eval_runs")[0]["n"]:
         run_aig("evaluate", "-d", pairs, "--pixel", models["pixel"])
-    _label_one_fake(pairs)
+    _label_one_fake(pairs, models["vlm"])  # the tiny stand-in VLM: the page must say its labels mean nothing
     proc = run_aig("report", pairs, "-o", tmp_path / "r" / "report.html", "--pairs", 3)
     page = tmp_path / "r" / "report.html"
     assert str(page.resolve()) in proc.stdout
     dom = render(exe, page, tmp_path)
-    m = re.search(r'id="render-check" data-images="(\d+)" data-broken="(\d+)"', dom)
+    m = re.search(r'<body data-images="(\d+)" data-broken="(\d+)"', dom)
     assert m, dom[-3000:]
     n_images, broken = int(m.group(1)), int(m.group(2))
     assert broken == 0 and n_images >= 3 * 3 + 1 + 2  # 3 pairs x (real, recon, diff) + a semantic fake + ROC + hist
@@ -262,3 +289,10 @@ def test_report_renders_in_chromium(pairs, models, tmp_path):
         assert f"<h2>{heading}" in dom
     assert "<li><b>anatomy</b>: the hand has six fingers (0.90)</li>" in dom  # from semantic_inconsistencies
     assert "Balanced accuracy" in dom and "no shortcut" in dom
+    assert "failed to display</p>" not in dom and "rendered " not in dom  # no test text on the page
+    assert f"<h1>aig report: {pairs.name}</h1>" in dom and str(pairs.resolve()) not in dom.split("<h2>")[0]
+    assert "untrained random-weight stand-in annotator" in dom and "these labels carry no meaning" in dom
+    # a phone-sized viewport: nothing wider than the screen
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in dom
+    scroll, client = phone_width(exe, page, tmp_path)
+    assert client == 390 and scroll <= client, (scroll, client)

@@ -77,6 +77,17 @@ def test_tiny_vlm_on_ray_constrained_idempotent_and_versioned(models, dataset, t
         assert (len(answer["inconsistencies"]) >= 1) == (rec["label"] == "fake")
         assert set(rec["scramble"]) >= {"seed", "scale", "jpeg_quality", "noise_sigma", "blur_sigma"}
     run_aig("verify", ds)
+    # Hugging Face datasets (offline) loads the semantic-sft group, conversation included, from the dataset card
+    from datasets import load_dataset
+
+    (group,) = [p.name for p in (ds / "shards").glob("sft-*")]
+    hf = load_dataset(str(ds), group, cache_dir=str(tmp_path / "hf"))
+    loaded = {r["__key__"]: r for split in hf.values() for r in split}
+    assert set(loaded) == set(records)
+    for key, r in loaded.items():
+        assert r["json"]["messages"][1]["content"][0]["text"] == records[key]["messages"][1]["content"][0]["text"]
+        assert r["json"]["cls"] == {"real": 0, "fake": 1}[r["json"]["label"]] and r["png"].size[0] > 0
+        assert r["json"]["annotation"]["verdict"] == records[key]["annotation"]["verdict"]
     joined = sql_rows(ds, "select s.task, l.decision, count(*) n from samples s join semantic_labels l using (key) "
                           "group by all")
     assert sum(r["n"] for r in joined) == 15

@@ -198,10 +198,10 @@ def test_upload_order_puts_the_done_marker_last():
     from pipeline.storage import upload_order
 
     rels = ["manifest/done/real-000001.json", "manifest/samples/real-000001.parquet",
-            "shards/real/train/real-000001-00.index.parquet", "shards/real/train/real-000001-00.tar",
+            "index/real/train/real-000001-00.index.parquet", "shards/real/train/real-000001-00.tar",
             "manifest/failures/real-000001.parquet", "shards/real/val/real-000001-00.tar"]
     order = upload_order(rels)
     assert order[-1] == "manifest/done/real-000001.json"
     assert [r for r in order if r.endswith(".tar")] == order[:2]
-    assert order.index("shards/real/train/real-000001-00.index.parquet") < order.index(
+    assert order.index("index/real/train/real-000001-00.index.parquet") < order.index(
         "manifest/samples/real-000001.parquet")

@@ -17,15 +17,6 @@ FAST = ["--crop-size", "32", "--batch-size", "4", "--crops-per-pair", "2", "--th
         "--log-every", "1", "--warmup-steps", "2"]
 
 
-@pytest.fixture(scope="module")
-def pixel_dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pixds") / "ds"
-    # the demo's split: 7 train photos (6 pairs, the stereo pair counted apart), 1 val, 4 test
-    run_aig("build-data", "-o", out, "--stages", "ingest,reconstruct", "--size", "128", "--executor", "local",
-            "--split", "0.5,0.04,0.46")
-    return out
-
-
 def _noise_image(seed: int, size=(96, 80)) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
@@ -107,7 +98,8 @@ def test_train_cli_exports_a_detector_skipping_a_corrupt_member_never_reading_te
     for r in sql_rows(ds, "select distinct shard from samples where split='test'"):
         (ds / r["shard"]).write_bytes(b"not a tar")  # reading it would count more skips (or fail)
     out = tmp_path / "run"
-    proc = run_aig("train", "--branch", "pixel", "-d", ds, "-o", out, "--max-steps", "4", *FAST)
+    proc = run_aig("train", "--branch", "pixel", "-d", ds, "-o", out, "--max-steps", "4", *FAST,
+                   "--log-with", "tensorboard")
     summary = json.loads(proc.stdout)
     assert summary["steps"] == 4 and summary["output"] == str(out / "final")
     assert summary["skipped"] == 1  # the corrupt member, counted once; the test split never opened
@@ -115,6 +107,15 @@ def test_train_cli_exports_a_detector_skipping_a_corrupt_member_never_reading_te
     assert [r["step"] for r in lines if "loss" in r] == [1, 2, 3, 4]
     assert all(r["lr"] > 0 and r["images_per_s"] > 0 for r in lines if "loss" in r)
     assert lines[-2]["skipped"] == 1 and "val_auroc" in lines[-1] and lines[-1]["val_pairs"] >= 1
+    # the same metrics as TensorBoard event files beside metrics.jsonl, read back by TensorBoard's own reader
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = out.glob("events.out.tfevents.*")
+    acc = EventAccumulator(str(out))
+    acc.Reload()
+    assert [(e.step, round(e.value, 5)) for e in acc.Scalars("loss")] == [
+        (r["step"], round(r["loss"], 5)) for r in lines if "loss" in r]
+    assert "val/auroc" in acc.Tags()["scalars"] and "lr" in acc.Tags()["scalars"]
     cfg = json.loads((out / "final" / "config.json").read_text())
     assert cfg["model"] == "aig_tinycnn" and cfg["crop_size"] == 32 and cfg["augment"]["crop_size"] == 32
     assert cfg["dataset"]["run_ids"] == ["run-0001"] and cfg["dataset"]["calibration_pairs"]
@@ -179,6 +180,7 @@ def test_bad_inputs_fail_clearly(pixel_dataset, tmp_path):
              ({"pretrained": str(tmp_path / "missing.safetensors")}, "no such file or folder"),
              ({"merge": True}, "--merge apply to --branch semantic only"),
              ({"resume": True}, "no checkpoint in"),
+             ({"log_with": ["wandb"]}, "--log-with 'wandb' unknown"),
              ({"jpeg_quality": [90, 10]}, "jpeg_quality must be a range"),
              ({"loader_workers": 50}, "cannot feed 1 rank(s) x 50 loader worker(s)")]
     for extra, message in cases:

@@ -164,3 +164,39 @@ def test_redact_masks_keys_and_url_credentials():
     assert redact_url("HTTP 500 from https://tok@api.x/v1/chat?key=abc&n=1 (user a@b.c)") == \
         "HTTP 500 from https://***@api.x/v1/chat?key=***&n=1 (user a@b.c)"
     assert redact_url("s3://bucket/data/x.png") == "s3://bucket/data/x.png"
+
+
+def test_card_features_from_json_structure():
+    from pipeline.card import feature, record_structure
+
+    s = record_structure({"seed": "UBIGINT", "guidance": "DOUBLE", "crop": ["UBIGINT"], "never": "NULL",
+                          "mixed": "JSON", "batch": ["VARCHAR"]},
+                         {"messages": [{"role": "VARCHAR", "content": [{"type": "VARCHAR", "text": "VARCHAR"}]}]})
+    f = {x["name"]: x for x in feature("json", s)["struct"]}
+    assert f["cls"] == {"name": "cls", "dtype": "int64"} and f["width"]["dtype"] == "int64"
+    assert "shard" not in f and "run_id" not in f  # not in the tar's JSON
+    prov = {x["name"]: x for x in f["provenance"]["struct"]}
+    assert prov["seed"]["dtype"] == "int64" and prov["guidance"]["dtype"] == "float64"
+    assert prov["crop"] == {"name": "crop", "list": "int64"} and "never" not in prov and "mixed" not in prov
+    assert f["messages"]["list"][1] == {"name": "role", "dtype": "string"}
+
+
+def test_record_json_has_cls_and_no_nulls():
+    import json
+
+    from pipeline.chunks import sample_outcome
+
+    o = sample_outcome("k1", b"x", "png", {"jpeg_quality": None, "crop": [0, 1]}, None, label="fake", caption=None,
+                       split="train", run_id="run-0001")
+    meta = json.loads(o.sample.members["json"])
+    assert meta == {"cls": 1, "format": "png", "key": "k1", "label": "fake", "provenance": {"crop": [0, 1]},
+                    "split": "train"}
+
+
+def test_catalog_points_elsewhere(tmp_path):
+    from manifests.catalog import points_elsewhere
+
+    mine = f"create view samples as select * from read_parquet('{tmp_path.resolve()}/manifest/samples/*.parquet')"
+    other = "create view samples as select * from read_parquet('/old/place/manifest/samples/*.parquet')"
+    empty = "create view runs as select null::VARCHAR as run_id where false"
+    assert not points_elsewhere([mine, empty], tmp_path) and points_elsewhere([mine, other], tmp_path)

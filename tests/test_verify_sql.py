@@ -71,7 +71,9 @@ def test_verify_counts_rows_and_finds_orphans(small_dataset, tmp_path):
     rows = pq.read_table(table)
     lost = rows.slice(0, 1).to_pylist()[0]
     pq.write_table(rows.slice(1), table)  # a row removed: its member is now an orphan
-    index = (ds / tars[-1].relative_to(ds)).with_name(tars[-1].name.replace(".tar", ".index.parquet"))
+    from pipeline.layout import index_path
+
+    index = index_path(ds, tars[-1])
     idx = pq.read_table(index)
     pq.write_table(idx.slice(1), index)
     proc = run_aig("verify", ds, check=False)

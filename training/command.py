@@ -65,6 +65,7 @@ def train(
     merge: Annotated[bool, O("--merge", help="semantic: also write the LoRA-merged model to OUTPUT/merged.")] = False,
     max_length: Annotated[Optional[int], O(help="semantic: max tokens per record.")] = None,
     progress: Annotated[bool, O("--progress/--no-progress", help="Show a progress bar.")] = True,
+    log_with: Annotated[Optional[list[str]], O(help="Also log metrics to: tensorboard (event files beside metrics.jsonl; pip install 'aig[tensorboard]'). Repeatable.")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Train a branch from the dataset's shards: pixel (real/reconstruction pairs) or semantic (VLM SFT)."""
@@ -86,6 +87,7 @@ def train(
         log_every=log_every, device=device, amp=amp, threads=threads, num_workers=num_workers,
         ray_address=ray_address, resume=resume or None, progress=progress,
         gradient_checkpointing=gradient_checkpointing or None, merge=merge or None, max_length=max_length,
+        log_with=log_with or None,
     )
     try:
         summary = run_branch(branch, options)

@@ -50,6 +50,7 @@ class PixelConfig:
     ray_address: str | None = None
     resume: bool = False
     progress: bool = True
+    log_with: list[str] = field(default_factory=list)  # trackers beside metrics.jsonl: tensorboard
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -82,6 +83,9 @@ class PixelConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        from .metrics import check_log_with
+
+        check_log_with(self.log_with)
         if self.pretrained not in (None, "", "none", "hub"):
             from pathlib import Path
 

@@ -64,10 +64,30 @@ def finite(obj):
     return obj
 
 
-class MetricsLog:
-    """Append-only JSONL; on resume, lines after the checkpoint's step are dropped first."""
+TRACKERS = ("tensorboard",)
 
-    def __init__(self, path: Path, resume_step: int | None = None):
+
+def check_log_with(trackers: list[str]) -> None:
+    """Refuse unknown trackers and missing packages before training starts."""
+    import importlib.util
+
+    from .config import ConfigError
+
+    for t in trackers:
+        if t not in TRACKERS:
+            raise ConfigError(f"--log-with {t!r} unknown; use {' or '.join(TRACKERS)}")
+        if importlib.util.find_spec(t) is None:
+            raise ConfigError(f"--log-with {t} needs the {t} package: pip install 'aig[{t}]'")
+
+
+class MetricsLog:
+    """Append-only JSONL; on resume, lines after the checkpoint's step are dropped first.
+
+    With `log_with=["tensorboard"]` every numeric field also goes to TensorBoard event files in the same
+    folder (`tensorboard --logdir OUTPUT`); a resumed run purges the events after the checkpoint's step.
+    """
+
+    def __init__(self, path: Path, resume_step: int | None = None, log_with: list[str] | tuple = ()):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
@@ -75,7 +95,24 @@ class MetricsLog:
         elif path.exists():
             keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
             path.write_text("".join(ln + "\n" for ln in keep))
+        self.tensorboard = None
+        if "tensorboard" in log_with:
+            from torch.utils.tensorboard import SummaryWriter
+
+            purge = resume_step + 1 if resume_step is not None else None
+            self.tensorboard = SummaryWriter(log_dir=str(path.parent), purge_step=purge)
 
     def write(self, record: dict) -> None:
+        record = finite(record)
         with open(self.path, "a") as f:
-            f.write(json.dumps(finite(record), sort_keys=True) + "\n")
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+        if self.tensorboard is not None:
+            step = record.get("step", 0)
+            for k, v in sorted(record.items()):
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self.tensorboard.add_scalar(k.replace("val_", "val/", 1), v, step)
+            self.tensorboard.flush()
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()

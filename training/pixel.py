@@ -12,7 +12,7 @@ from pathlib import Path
 from .config import ConfigError, PixelConfig
 from .shards import DataError
 
-RESUME_IGNORED = {"resume", "progress", "ray_address", "val_every", "save_every", "log_every", "output"}
+RESUME_IGNORED = {"resume", "progress", "ray_address", "val_every", "save_every", "log_every", "log_with", "output"}
 
 
 def calibration_pairs(pair_ids: list[str], fraction: float, seed: int) -> frozenset:
@@ -160,7 +160,7 @@ def run_pixel(cfg: PixelConfig, rank: int = 0, world: int = 1, local_rank: int =
     loader = iter(make_loader(spec, lw))
     export_cfg = {"model": cfg.model, "img_size": crop, "crop_size": crop, **norm, "threshold": 0.5,
                   "max_tiles": cfg.max_tiles, "tile_aggregate": "mean"}
-    log = MetricsLog(out / "metrics.jsonl", start if cfg.resume else None) if rank == 0 else None
+    log = MetricsLog(out / "metrics.jsonl", start if cfg.resume else None, cfg.log_with) if rank == 0 else None
     val_pairs: list = []
     if rank == 0:
         val_pairs = list(read_pairs(split_shards(root, "pixel", "val"), limit=cfg.val_max_pairs))
@@ -229,6 +229,7 @@ def run_pixel(cfg: PixelConfig, rank: int = 0, world: int = 1, local_rank: int =
     export_cfg["threshold_source"] = " + ".join(sources) or "default 0.5"
     val = evaluate_pairs(plain, export_cfg, val_pairs, device) if val_pairs else {"pairs": 0}
     log.write({"step": total, "threshold": export_cfg["threshold"], **{f"val_{k}": v for k, v in val.items()}})
+    log.close()
     final = {**export_cfg, "augment": cfg.augment.to_dict(), "train_config": cfg.to_dict(), "step": total,
              "dataset": {"root": str(root.resolve()), "run_ids": run_ids(root, "pixel"),
                          "train_shards": [str(Path(s).relative_to(root)) for s in train_shards],

@@ -16,7 +16,7 @@ from .config import ConfigError
 from .shards import DataError
 
 DEFAULT_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
-RESUME_IGNORED = {"resume", "progress", "ray_address", "val_every", "save_every", "log_every", "output", "merge"}
+RESUME_IGNORED = {"resume", "progress", "ray_address", "val_every", "save_every", "log_every", "output", "merge", "log_with"}
 
 
 @dataclass
@@ -51,6 +51,7 @@ class SemanticConfig:
     ray_address: str | None = None
     resume: bool = False
     progress: bool = True
+    log_with: list[str] = field(default_factory=list)  # trackers beside metrics.jsonl: tensorboard
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -71,6 +72,9 @@ class SemanticConfig:
                         (self.max_length >= 16, "--max-length must be >= 16")]:
             if not ok:
                 raise ConfigError(msg)
+        from .metrics import check_log_with
+
+        check_log_with(self.log_with)
 
 
 def semantic_config(options: dict) -> SemanticConfig:
@@ -207,7 +211,7 @@ def run_semantic(cfg: SemanticConfig, rank: int = 0, world: int = 1, local_rank:
         start, skipped = meta["step"], meta["skipped"]
     if start >= total:
         raise ConfigError(f"--resume: the checkpoint in {ckdir} is already at step {start} of {total}")
-    log = MetricsLog(out / "metrics.jsonl", start if cfg.resume else None) if rank == 0 else None
+    log = MetricsLog(out / "metrics.jsonl", start if cfg.resume else None, cfg.log_with) if rank == 0 else None
     val = read_records(split_shards(root, "semantic-sft", "val"), skips)[:cfg.val_max_records] if rank == 0 else []
 
     def validate() -> dict:
@@ -262,6 +266,7 @@ def run_semantic(cfg: SemanticConfig, rank: int = 0, world: int = 1, local_rank:
         return {}
     metrics = validate()
     log.write({"step": total, **{f"val_{k}": v for k, v in metrics.items()}})
+    log.close()
     adapter = out / "adapter"
     model.save_pretrained(str(adapter))  # adapter_model.safetensors + adapter_config.json
     processor.save_pretrained(str(adapter))
