@@ -24,15 +24,30 @@ def counted(annotation: Annotation, rules: PurityRules) -> list[Inconsistency]:
     return [i for i in annotation.inconsistencies if i.confidence >= rules.min_confidence]
 
 
+DISAGREE = "verdict and findings disagree"  # the reason's prefix when the verdict and the counted findings differ
+
+
 def decide(label: str, annotation: Annotation | None, rules: PurityRules) -> tuple[str, str]:
-    """(decision, reason) for one image. The named inconsistencies decide, not the bare verdict."""
+    """(decision, reason) for one image. The verdict and the counted inconsistencies must agree; when they do not,
+    the image gets its own reason and the conservative decision: a fake is excluded (whose answer could name
+    nothing, or would contradict the annotator), a real is quarantined (whatever `quarantine_inconsistent_reals`).
+    A reason never contradicts the stored verdict."""
     if annotation is None:
         return INVALID, "the annotator's output never parsed"
-    flagged = len(counted(annotation, rules)) >= rules.min_inconsistencies
+    n = len(counted(annotation, rules))
+    flagged = n >= rules.min_inconsistencies
+    says_inconsistent = annotation.verdict == "inconsistent"
+    if flagged != says_inconsistent:
+        findings = (f"{n} inconsistenc{'y' if n == 1 else 'ies'} named at confidence >= {rules.min_confidence}"
+                    f" (the rules count from {rules.min_inconsistencies})")
+        reason = f"{DISAGREE}: verdict {annotation.verdict}, {findings}"
+        return (EXCLUDED if label == "fake" else QUARANTINED), reason
     if label == "fake":
         if flagged:
             return ACCEPTED, "fake with named semantic inconsistencies"
         return EXCLUDED, "semantically faithful fake: its only evidence is pixel-level"
-    if flagged and rules.quarantine_inconsistent_reals:
+    if not flagged:
+        return ACCEPTED, "real image, consistent"
+    if rules.quarantine_inconsistent_reals:
         return QUARANTINED, "real image the annotator called inconsistent"
-    return ACCEPTED, "real image, consistent" if not flagged else "real image (findings ignored by the rules)"
+    return ACCEPTED, "real image the annotator called inconsistent, kept by the rules"
