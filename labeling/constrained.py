@@ -66,6 +66,8 @@ def _lltokenizer(tokenizer, vocab_size: int, eos_token_id: int):
     import llguidance.hf
 
     key = (id(tokenizer), vocab_size, eos_token_id)
-    if key not in _CACHE:
-        _CACHE[key] = llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab_size, eos_token=eos_token_id)
-    return _CACHE[key]
+    held = _CACHE.get(key)
+    if held is None or held[0] is not tokenizer:  # the entry holds its tokenizer, so an id is never reused for another
+        held = _CACHE[key] = (tokenizer, llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab_size,
+                                                                     eos_token=eos_token_id))
+    return held[1]

@@ -2,7 +2,7 @@
 
 Behaviour per image is scripted by the sha256 of the image bytes in the request: a list of steps used one per
 request for that image (the last step repeats). Steps: "valid", "consistent", "malformed", "truncated",
-"slow", "429", "500", "garbage-body", or ("caption", text).
+"slow", "429", "500", "garbage-body", or ("caption" or "content", the reply's text).
 """
 
 from __future__ import annotations

@@ -7,42 +7,54 @@ import json
 import shutil
 
 import pytest
-from conftest import run_aig, sql_rows
+from cli_batch import run_aig_batch
 from semantic_data import write_sft_dataset
 
 FAMILIES = ["qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm", "gemma3", "paligemma"]  # llava: test_labeling.py
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """4 semantic-sft training records, 1 val record, 4 images to label (2 reals, 2 fakes)."""
-    return write_sft_dataset(tmp_path_factory.mktemp("families") / "ds", n_train=4, n_val=1, size=(40, 32),
-                             n_candidates=4)
+def runs(tmp_path_factory):
+    """Per family: a tiny model, a copy of ONE tiny dataset (4 semantic-sft training records, 1 val record, 4
+    images to label), `aig label-semantic` then `aig train --branch semantic` with the defaults, all commands in
+    one interpreter (cli_batch)."""
+    from labeling.tiny_vlm import build_tiny_vlm
+
+    base = tmp_path_factory.mktemp("families")
+    data = write_sft_dataset(base / "data", n_train=4, n_val=1, size=(40, 32), n_candidates=4)
+    commands, out = [], {}
+    for family in FAMILIES:
+        ds, vlm, run = base / family / "ds", build_tiny_vlm(family, base / family / "vlm"), base / family / "run"
+        shutil.copytree(data, ds)
+        # the default batch size puts all 4 images in one generate call
+        commands.append(["label-semantic", "-d", ds, "--model", vlm, "--executor", "local", "--max-new-tokens", "48",
+                         "--max-attempts", "1"])
+        commands.append(["train", "--branch", "semantic", "-d", ds, "-o", run, "--model", vlm, "--max-steps", "2",
+                         "--batch-size", "2", "--no-progress"])
+        out[family] = {"ds": ds, "run": run}
+    results = run_aig_batch(commands)
+    for i, family in enumerate(FAMILIES):
+        out[family]["label"], out[family]["train"] = results[2 * i], results[2 * i + 1]
+    return out
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_family_labels_and_trains_with_defaults(family, dataset, tmp_path):
+def test_family_labels_and_trains_with_defaults(family, runs):
     from safetensors.torch import load_file
 
-    from labeling.tiny_vlm import build_tiny_vlm
+    from manifests.catalog import query_rows
 
-    vlm = build_tiny_vlm(family, tmp_path / "vlm")
-    ds = tmp_path / "ds"
-    shutil.copytree(dataset, ds)
-    # the default batch size puts all 4 images in one generate call
-    run_aig("label-semantic", "-d", ds, "--model", vlm, "--executor", "local", "--max-new-tokens", "48",
-            "--max-attempts", "1")
-    labels = sql_rows(ds, "select key, label, verdict, decision, parse_status from semantic_labels order by key")
-    assert [r["key"] for r in labels] == [f"{i:04d}-cand" for i in range(4)]
-    assert not sql_rows(ds, "select * from failures")
-    assert all(r["decision"] in ("accepted", "excluded", "quarantined", "invalid") for r in labels)
-
-    out = tmp_path / "run"
-    proc = run_aig("train", "--branch", "semantic", "-d", ds, "-o", out, "--model", vlm, "--max-steps", "2",
-                   "--batch-size", "2", "--no-progress")
-    summary = json.loads(proc.stdout)
+    r = runs[family]
+    for step in ("label", "train"):
+        assert r[step].returncode == 0, f"{family} {step}:\n{r[step].stdout}\n{r[step].stderr}"
+    ds = r["ds"]
+    labels = query_rows(ds, "select key, label, verdict, decision, parse_status from semantic_labels order by key")
+    assert [x["key"] for x in labels] == [f"{i:04d}-cand" for i in range(4)]
+    assert not query_rows(ds, "select * from failures")
+    assert all(x["decision"] in ("accepted", "excluded", "quarantined", "invalid") for x in labels)
+    summary = json.loads(r["train"].stdout)
     assert summary["steps"] == 2 and summary["val"]["records"] == 1
-    weights = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+    weights = load_file(str(r["run"] / "adapter" / "adapter_model.safetensors"))
     prefix = "text_model" if family in ("idefics3", "smolvlm") else "language_model"
     assert weights and all(f".{prefix}.layers." in k for k in weights), sorted(weights)[:3]  # never the vision tower
 
