@@ -28,25 +28,24 @@ DISAGREE = "verdict and findings disagree"  # the reason's prefix when the verdi
 
 
 def decide(label: str, annotation: Annotation | None, rules: PurityRules) -> tuple[str, str]:
-    """(decision, reason) for one image. The verdict and the counted inconsistencies must agree; when they do not,
-    the image gets its own reason and the conservative decision: a fake is excluded (whose answer could name
-    nothing, or would contradict the annotator), a real is quarantined (whatever `quarantine_inconsistent_reals`).
-    A reason never contradicts the stored verdict."""
+    """(decision, reason) for one image. The verdict and the counted inconsistencies (confidence >=
+    `min_confidence`) must agree; when they do not, the image gets its own reason and the conservative decision: a
+    fake is excluded, a real quarantined (whatever `quarantine_inconsistent_reals`). A reason never contradicts
+    the stored verdict."""
     if annotation is None:
         return INVALID, "the annotator's output never parsed"
     n = len(counted(annotation, rules))
-    flagged = n >= rules.min_inconsistencies
-    says_inconsistent = annotation.verdict == "inconsistent"
-    if flagged != says_inconsistent:
-        findings = (f"{n} inconsistenc{'y' if n == 1 else 'ies'} named at confidence >= {rules.min_confidence}"
-                    f" (the rules count from {rules.min_inconsistencies})")
-        reason = f"{DISAGREE}: verdict {annotation.verdict}, {findings}"
+    if (annotation.verdict == "inconsistent") != (n > 0):
+        reason = (f"{DISAGREE}: verdict {annotation.verdict}, {n} inconsistenc{'y' if n == 1 else 'ies'} named at "
+                  f"confidence >= {rules.min_confidence}")
         return (EXCLUDED if label == "fake" else QUARANTINED), reason
     if label == "fake":
-        if flagged:
-            return ACCEPTED, "fake with named semantic inconsistencies"
-        return EXCLUDED, "semantically faithful fake: its only evidence is pixel-level"
-    if not flagged:
+        if n == 0:
+            return EXCLUDED, "semantically faithful fake: its only evidence is pixel-level"
+        if n < rules.min_inconsistencies:
+            return EXCLUDED, f"fake with {n} named inconsistencies, fewer than the rules' {rules.min_inconsistencies}"
+        return ACCEPTED, "fake with named semantic inconsistencies"
+    if n == 0:
         return ACCEPTED, "real image, consistent"
     if rules.quarantine_inconsistent_reals:
         return QUARANTINED, "real image the annotator called inconsistent"

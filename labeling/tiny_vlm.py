@@ -163,7 +163,8 @@ def _gemma3(path: Path):
 
 
 def _paligemma(path: Path):
-    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor, SiglipImageProcessor
+    from transformers import (PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor,
+                              SiglipImageProcessor)
 
     tok = _tokenizer()
     improc = SiglipImageProcessor(size={"height": 32, "width": 32})

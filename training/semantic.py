@@ -26,7 +26,7 @@ class SemanticConfig:
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_dropout: float = 0.05
-    lora_targets: list[str] = field(default_factory=list)  # module-name suffixes; empty = the language model's Linear layers
+    lora_targets: list[str] = field(default_factory=list)  # module-name suffixes; empty = the LLM's Linear layers
     batch_size: int = 1
     grad_accum: int = 1
     lr: float = 2e-4
