@@ -135,9 +135,13 @@ class SemanticBranch:
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.tokenizer.padding_side = "left"
         self.batch_size, self.max_new_tokens, self.constrained = batch_size, max_new_tokens, constrained
-        gen = self.model.generation_config
-        eos = gen.eos_token_id if gen.eos_token_id is not None else self.tokenizer.eos_token_id
-        self.eos = eos[0] if isinstance(eos, list) else eos
+        from labeling.vlm import VLMFormatError, eos_ids, prompt_text
+
+        self.eos = eos_ids(self.model.generation_config, self.tokenizer)
+        try:
+            prompt_text(self.processor, "")
+        except VLMFormatError as e:
+            raise BranchError(f"cannot use the VLM '{model}': {e}") from None
         torch.manual_seed(0)
 
     def ask(self, images: list) -> list[SemanticAnswer]:
@@ -153,16 +157,19 @@ class SemanticBranch:
         return out
 
     def _prompt(self, question: str) -> str:
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        from labeling.vlm import prompt_text
+
+        return prompt_text(self.processor, question)
 
     def verdict_probs(self, images: list, question: str) -> list[float]:
         """sigmoid(log P('fake') - log P('real')) as the answer's verdict word, after `{"verdict": "`
         (the format of labeling.records.answer_text), so the branch has a ranking score for AP/AUROC."""
         import torch
 
+        from labeling.vlm import answer_token_type, encode_batch
+
         prompt = self._prompt(question)
-        enc = self.processor(images=images, text=[prompt] * len(images), return_tensors="pt", padding=True)
+        enc = encode_batch(self.processor, images, [prompt] * len(images))
         n = enc["input_ids"].shape[1]
         answers = {w: self.tokenizer('{"verdict": "' + w, add_special_tokens=False)["input_ids"] for w in ("fake", "real")}
         a, b = answers["fake"], answers["real"]
@@ -177,7 +184,8 @@ class SemanticBranch:
                 if k == "input_ids":
                     v = torch.cat([v, ids], 1)
                 elif torch.is_tensor(v) and v.dim() == 2 and v.shape == (len(images), n):  # masks, token types
-                    v = torch.cat([v, torch.full((len(images), len(ans)), int(k == "attention_mask"), dtype=v.dtype)], 1)
+                    fill = 1 if k == "attention_mask" else answer_token_type(self.processor) if k == "token_type_ids" else 0
+                    v = torch.cat([v, torch.full((len(images), len(ans)), fill, dtype=v.dtype)], 1)
                 inputs[k] = v.to(self.device, self.dtype) if torch.is_tensor(v) and v.is_floating_point() else (
                     v.to(self.device) if torch.is_tensor(v) else v)
             with torch.inference_mode():
@@ -189,8 +197,10 @@ class SemanticBranch:
     def _generate(self, images: list, question: str) -> list[str]:
         import torch
 
+        from labeling.vlm import encode_batch
+
         prompt = self._prompt(question)
-        inputs = self.processor(images=images, text=[prompt] * len(images), return_tensors="pt", padding=True)
+        inputs = encode_batch(self.processor, images, [prompt] * len(images))
         inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
                   for k, v in inputs.items()}
         kwargs = {}

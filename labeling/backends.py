@@ -95,6 +95,8 @@ class TransformersBackend:
 
         from generators.devices import torch_setup
 
+        from . import vlm
+
         self.spec, self.decoding = spec, decoding
         self.device, self.dtype, self.threads = torch_setup(spec.dtype, threads)
         try:
@@ -106,9 +108,11 @@ class TransformersBackend:
         tok = getattr(self.processor, "tokenizer", self.processor)
         tok.padding_side = "left"  # decoder-only batches generate from the right end
         self.tokenizer = tok
-        gen = self.model.generation_config
-        eos = gen.eos_token_id if gen.eos_token_id is not None else tok.eos_token_id
-        self.eos = eos[0] if isinstance(eos, list) else eos
+        self.eos = vlm.eos_ids(self.model.generation_config, tok)  # stop on every one (Gemma3 lists several)
+        try:
+            vlm.prompt_text(self.processor, "")
+        except vlm.VLMFormatError as e:
+            raise BackendError(f"cannot use the VLM '{spec.model}': {e}") from None
         self.vocab = self.model.get_output_embeddings().weight.shape[0]
         torch.manual_seed(decoding.seed)
 
@@ -120,9 +124,10 @@ class TransformersBackend:
         import torch
         from transformers import LogitsProcessorList
 
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
-        inputs = self.processor(images=images, text=[text] * len(images), return_tensors="pt", padding=True)
+        from . import vlm
+
+        text = vlm.prompt_text(self.processor, prompt)
+        inputs = vlm.encode_batch(self.processor, images, [text] * len(images))
         inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
                   for k, v in inputs.items()}
         d = self.decoding
@@ -142,7 +147,7 @@ class TransformersBackend:
             out = self.model.generate(**inputs, **kwargs)
         new = out[:, inputs["input_ids"].shape[1]:]
         texts = self.processor.batch_decode(new, skip_special_tokens=True)
-        ended = [(row == self.eos).any().item() for row in new]
+        ended = [torch.isin(row, torch.tensor(self.eos, device=row.device)).any().item() for row in new]
         return [Reply(t, truncated=not e and len(row) >= d.max_new_tokens) for t, e, row in zip(texts, ended, new)]
 
 

@@ -8,18 +8,20 @@ import json
 class JsonSchemaLogitsProcessor:
     """A `LogitsProcessor`: one llguidance matcher per batch row; tokens the schema forbids get -inf.
 
-    Build one per `generate` call (matchers hold the rows' state).
+    Build one per `generate` call (matchers hold the rows' state). `eos_token_id`: one id or a list (every
+    one ends a row; the grammar's end is the first).
     """
 
-    def __init__(self, tokenizer, schema: dict, batch_size: int, vocab_size: int, eos_token_id: int):
+    def __init__(self, tokenizer, schema: dict, batch_size: int, vocab_size: int, eos_token_id: int | list[int]):
         import llguidance
         import llguidance.hf
 
-        self.lltok = _lltokenizer(tokenizer, vocab_size, eos_token_id)
+        eos_ids = list(eos_token_id) if isinstance(eos_token_id, (list, tuple)) else [eos_token_id]
+        self.lltok = _lltokenizer(tokenizer, vocab_size, eos_ids[0])
         grammar = llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema),
                                                                defaults={"whitespace_flexible": False})
         self.matchers = [llguidance.LLMatcher(self.lltok, grammar) for _ in range(batch_size)]
-        self.eos = eos_token_id
+        self.eos, self.eos_ids = eos_ids[0], set(eos_ids)
         self.prompt_len: int | None = None
         self.finished = [False] * batch_size
 
@@ -32,7 +34,7 @@ class JsonSchemaLogitsProcessor:
         else:
             for row, m in enumerate(self.matchers):
                 tok = int(input_ids[row, -1])
-                if self.finished[row] or tok == self.eos or m.is_stopped():
+                if self.finished[row] or tok in self.eos_ids or m.is_stopped():
                     self.finished[row] = True
                     continue
                 m.consume_token(tok)
@@ -64,6 +66,8 @@ def _lltokenizer(tokenizer, vocab_size: int, eos_token_id: int):
     import llguidance.hf
 
     key = (id(tokenizer), vocab_size, eos_token_id)
-    if key not in _CACHE:
-        _CACHE[key] = llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab_size, eos_token=eos_token_id)
-    return _CACHE[key]
+    held = _CACHE.get(key)
+    if held is None or held[0] is not tokenizer:  # the entry holds its tokenizer, so an id is never reused for another
+        held = _CACHE[key] = (tokenizer, llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab_size,
+                                                                     eos_token=eos_token_id))
+    return held[1]

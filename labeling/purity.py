@@ -24,15 +24,29 @@ def counted(annotation: Annotation, rules: PurityRules) -> list[Inconsistency]:
     return [i for i in annotation.inconsistencies if i.confidence >= rules.min_confidence]
 
 
+DISAGREE = "verdict and findings disagree"  # the reason's prefix when the verdict and the counted findings differ
+
+
 def decide(label: str, annotation: Annotation | None, rules: PurityRules) -> tuple[str, str]:
-    """(decision, reason) for one image. The named inconsistencies decide, not the bare verdict."""
+    """(decision, reason) for one image. The verdict and the counted inconsistencies (confidence >=
+    `min_confidence`) must agree; when they do not, the image gets its own reason and the conservative decision: a
+    fake is excluded, a real quarantined (whatever `quarantine_inconsistent_reals`). A reason never contradicts
+    the stored verdict."""
     if annotation is None:
         return INVALID, "the annotator's output never parsed"
-    flagged = len(counted(annotation, rules)) >= rules.min_inconsistencies
+    n = len(counted(annotation, rules))
+    if (annotation.verdict == "inconsistent") != (n > 0):
+        reason = (f"{DISAGREE}: verdict {annotation.verdict}, {n} inconsistenc{'y' if n == 1 else 'ies'} named at "
+                  f"confidence >= {rules.min_confidence}")
+        return (EXCLUDED if label == "fake" else QUARANTINED), reason
     if label == "fake":
-        if flagged:
-            return ACCEPTED, "fake with named semantic inconsistencies"
-        return EXCLUDED, "semantically faithful fake: its only evidence is pixel-level"
-    if flagged and rules.quarantine_inconsistent_reals:
+        if n == 0:
+            return EXCLUDED, "semantically faithful fake: its only evidence is pixel-level"
+        if n < rules.min_inconsistencies:
+            return EXCLUDED, f"fake with {n} named inconsistencies, fewer than the rules' {rules.min_inconsistencies}"
+        return ACCEPTED, "fake with named semantic inconsistencies"
+    if n == 0:
+        return ACCEPTED, "real image, consistent"
+    if rules.quarantine_inconsistent_reals:
         return QUARANTINED, "real image the annotator called inconsistent"
-    return ACCEPTED, "real image, consistent" if not flagged else "real image (findings ignored by the rules)"
+    return ACCEPTED, "real image the annotator called inconsistent, kept by the rules"

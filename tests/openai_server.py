@@ -2,9 +2,10 @@
 
 Behaviour per image is scripted by the sha256 of the image bytes in the request: a list of steps used one per
 request for that image (the last step repeats). Steps: "valid", "consistent", "malformed", "truncated",
-"slow", "429", "500", "garbage-body", ("caption", text), and misbehaving ones: "trickle" (headers, then one body
-byte every `trickle_s`), "trickle-headers" (the status line byte by byte), "huge" (a `huge_bytes` body) and
-"content-list" (`message.content` is a list). `hangups` records how long each trickled reply lasted.
+"slow", "429", "500", "garbage-body", ("caption" or "content", the reply's text), and misbehaving ones: "trickle"
+(headers, then one body byte every `trickle_s`), "trickle-headers" (the status line byte by byte), "huge" (a
+`huge_bytes` body) and "content-list" (`message.content` is a list). `hangups` records how long each trickled reply
+lasted.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ import numpy as np
 from PIL import Image
 
 
-def write_sft_dataset(root: Path, n_train: int = 8, n_val: int = 2, size=(48, 40)) -> Path:
+def write_sft_dataset(root: Path, n_train: int = 8, n_val: int = 2, size=(48, 40), n_candidates: int = 0) -> Path:
+    """`n_train` + `n_val` semantic-sft records and, with `n_candidates`, that many images for `aig label-semantic`
+    (task 'both' reals and task 'semantic' fakes, alternating, train split)."""
     from labeling.records import conversation
     from labeling.scramble import ScrambleRanges, draw_recipe
     from manifests.catalog import refresh_catalog
@@ -34,5 +36,17 @@ def write_sft_dataset(root: Path, n_train: int = 8, n_val: int = 2, size=(48, 40
                                        stage="label-semantic", task="semantic-sft", split=split, label=label,
                                        source_id=f"{i:04d}", group_id=f"{i:04d}", width=size[0], height=size[1]))
     write_chunk(root, "sft-test-v1", 0, outcomes, ShardConfig(), "label-semantic", "run-0001")
+    if n_candidates:
+        cands = []
+        for i in range(n_candidates):
+            fake = i % 2 == 1
+            buf = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "PNG")
+            key = f"{i:04d}-cand"
+            cands.append(sample_outcome(key, buf.getvalue(), "png", {"kind": "test"}, {}, run_id="run-0001",
+                                        stage="generate" if fake else "ingest", task="semantic" if fake else "both",
+                                        split="train", label="fake" if fake else "real", source_id=key, group_id=key,
+                                        generator="tiny-t2i" if fake else None, width=size[0], height=size[1]))
+        write_chunk(root, "candidates-test", 0, cands, ShardConfig(), "ingest", "run-0001")
     refresh_catalog(root)
     return root

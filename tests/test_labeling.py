@@ -9,7 +9,7 @@ import tarfile
 import pytest
 from conftest import run_aig, sql_rows, start_and_kill, tar_digests
 from corpus import make_images
-from openai_server import ScriptedServer
+from openai_server import VALID, ScriptedServer
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,8 @@ def test_tiny_vlm_on_ray_constrained_idempotent_and_versioned(models, dataset, t
     proc = run_aig(*args)
     assert "untrained random-weight stand-in" in proc.stdout and "carry NO meaning" in proc.stdout
     cands = sql_rows(ds, "select key, label from samples where (task='semantic' and label='fake') or task='both'")
-    labels = sql_rows(ds, "select key, label, decision, parse_status, n_counted, sft_key, raw_text from semantic_labels")
+    labels = sql_rows(ds, "select key, label, verdict, decision, decision_reason, parse_status, n_counted, sft_key, "
+                          "raw_text from semantic_labels")
     assert sorted(r["key"] for r in labels) == sorted(r["key"] for r in cands) and len(cands) == 15
     # constrained decoding: every sampled output is schema-valid JSON
     assert {r["parse_status"] for r in labels} == {"ok"}
@@ -65,6 +66,9 @@ def test_tiny_vlm_on_ray_constrained_idempotent_and_versioned(models, dataset, t
         flagged = r["n_counted"] >= 1
         expected = {("fake", True): "accepted", ("fake", False): "excluded",
                     ("real", True): "quarantined", ("real", False): "accepted"}[(r["label"], flagged)]
+        if flagged != (r["verdict"] == "inconsistent"):  # verdict and findings disagree: the conservative decision
+            expected = {"fake": "excluded", "real": "quarantined"}[r["label"]]
+            assert r["decision_reason"].startswith("verdict and findings disagree")
         assert r["decision"] == expected
         assert (r["sft_key"] is not None) == (expected == "accepted")
     records = sft_records(ds)
@@ -123,6 +127,11 @@ def test_openai_endpoint_retries_malformed_and_failures(dataset, tmp_path, monke
         0: ["valid"], 1: ["consistent"], 2: ["malformed", "valid"], 3: ["malformed"], 4: ["truncated", "valid"],
         5: ["429", "429", "valid"], 6: ["500", "valid"], 7: ["slow", "valid"], 8: ["500"], 9: ["garbage-body", "valid"],
     }
+    # verdict and findings that disagree: a real called inconsistent with nothing named, a fake called consistent
+    disagree = {"real": {"verdict": "inconsistent", "inconsistencies": []},
+                "fake": {"verdict": "consistent", "inconsistencies": [VALID["inconsistencies"][0]]}}
+    at = {label: next(i for i in range(10, len(rows)) if rows[i]["label"] == label) for label in disagree}
+    plan.update({i: [("content", json.dumps(disagree[label]))] for label, i in at.items()})
     with ScriptedServer(slow_s=3) as server:
         for i, steps in plan.items():
             server.scripts[rows[i]["sha256"]] = steps
@@ -145,6 +154,10 @@ def test_openai_endpoint_retries_malformed_and_failures(dataset, tmp_path, monke
         assert labels[k[5]]["parse_status"] == "ok" and labels[k[6]]["parse_status"] == "ok"
         assert labels[k[7]]["attempts"] == 2  # the slow reply timed out once
         assert labels[k[9]]["attempts"] == 2
+        for label, i in at.items():
+            got = labels[k[i]]
+            assert got["decision"] == {"real": "quarantined", "fake": "excluded"}[label] and got["sft_key"] is None
+            assert got["decision_reason"].startswith("verdict and findings disagree: verdict " + got["verdict"] + ",")
         assert [f["input_path"] for f in failures] == [f"sample:{k[8]}"]
         assert failures[0]["reason"] == "annotator_error" and "HTTP 500" in failures[0]["error"]
         # the server recovers: a re-run labels only what failed

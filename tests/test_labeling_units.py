@@ -56,14 +56,49 @@ def test_purity_truth_table():
     weak = schema.Annotation("inconsistent", [schema.Inconsistency("anatomy", "x", 0.2)])
     clean = schema.Annotation("consistent", [])
     assert purity.decide("fake", strong, rules)[0] == "accepted"
-    assert purity.decide("fake", weak, rules)[0] == "excluded"
     assert purity.decide("fake", clean, rules)[0] == "excluded"
     assert purity.decide("real", clean, rules)[0] == "accepted"
-    assert purity.decide("real", weak, rules)[0] == "accepted"
     assert purity.decide("real", strong, rules)[0] == "quarantined"
     assert purity.decide("real", strong, purity.PurityRules(quarantine_inconsistent_reals=False))[0] == "accepted"
     assert purity.decide("fake", strong, purity.PurityRules(min_inconsistencies=2))[0] == "excluded"
     assert purity.decide("fake", None, rules)[0] == "invalid"
+
+
+def test_purity_verdict_and_findings_disagree():
+    rules = purity.PurityRules(min_confidence=0.5)
+    finding = schema.Inconsistency("anatomy", "x", 0.9)
+    weak = schema.Annotation("inconsistent", [schema.Inconsistency("anatomy", "x", 0.2)])  # nothing counted
+    bare = schema.Annotation("inconsistent", [])
+    named_but_consistent = schema.Annotation("consistent", [finding])
+    cases = [("real", weak, rules, "quarantined"), ("real", bare, rules, "quarantined"),
+             ("real", bare, purity.PurityRules(quarantine_inconsistent_reals=False), "quarantined"),
+             ("real", named_but_consistent, rules, "quarantined"),
+             ("fake", weak, rules, "excluded"), ("fake", bare, rules, "excluded"),
+             ("fake", named_but_consistent, rules, "excluded")]
+    for label, annotation, r, decision in cases:
+        got, reason = purity.decide(label, annotation, r)
+        assert got == decision and reason.startswith(purity.DISAGREE), (label, annotation, got, reason)
+        assert f"verdict {annotation.verdict}," in reason
+
+
+def test_purity_reason_never_contradicts_the_verdict():
+    import itertools
+
+    finding = schema.Inconsistency("anatomy", "x", 0.9)
+    implies = {"semantically faithful": "consistent", "real image, consistent": "consistent",
+               "named semantic inconsistencies": "inconsistent", "called inconsistent": "inconsistent",
+               "named inconsistencies, fewer": "inconsistent"}
+    for label, verdict, n, quarantine, least in itertools.product(("real", "fake"), schema.VERDICTS, (0, 1, 2),
+                                                                  (True, False), (1, 2)):
+        rules = purity.PurityRules(min_inconsistencies=least, quarantine_inconsistent_reals=quarantine)
+        decision, reason = purity.decide(label, schema.Annotation(verdict, [finding] * n), rules)
+        if (n > 0) != (verdict == "inconsistent"):
+            assert reason.startswith(f"{purity.DISAGREE}: verdict {verdict},")
+            assert decision == {"real": "quarantined", "fake": "excluded"}[label]
+        else:
+            assert [implies[p] for p in implies if p in reason] == [verdict], (verdict, reason)
+        if decision == "accepted":
+            assert verdict == ("inconsistent" if label == "fake" else "consistent") or not quarantine
 
 
 def test_scramble_is_deterministic_and_destroys_pixels():

@@ -30,7 +30,7 @@ def train(
     pretrained: Annotated[Optional[str], O(help="pixel: initial weights: a local .safetensors/.bin file or folder, 'hub' (timm's), or 'none'.")] = None,
     lora_rank: Annotated[Optional[int], O(help="LoRA rank (0 = full fine-tune; pixel default 0, semantic default 8).")] = None,
     lora_alpha: Annotated[Optional[float], O(help="LoRA alpha.")] = None,
-    lora_targets: Annotated[Optional[str], O(help="Comma-separated module-name suffixes for LoRA (default: all Linear/Conv2d except the head).")] = None,
+    lora_targets: Annotated[Optional[str], O(help="Comma-separated module-name suffixes for LoRA (default: pixel: all Linear/Conv2d except the head; semantic: the language model's Linear layers).")] = None,
     max_steps: Annotated[Optional[int], O(help="Optimizer steps (overrides --epochs).")] = None,
     epochs: Annotated[Optional[float], O(help="Passes over the training pairs/records.")] = None,
     batch_size: Annotated[Optional[int], O(help="pixel: crop pairs per step and rank (x2 images); semantic: records per step.")] = None,

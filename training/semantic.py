@@ -15,7 +15,6 @@ from pathlib import Path
 from .config import ConfigError
 from .shards import DataError
 
-DEFAULT_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
 RESUME_IGNORED = {"resume", "progress", "ray_address", "val_every", "save_every", "log_every", "output", "merge", "log_with"}
 
 
@@ -27,7 +26,7 @@ class SemanticConfig:
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_dropout: float = 0.05
-    lora_targets: list[str] = field(default_factory=list)  # module-name suffixes; empty = the LLM's projections
+    lora_targets: list[str] = field(default_factory=list)  # module-name suffixes; empty = the LLM's Linear layers
     batch_size: int = 1
     grad_accum: int = 1
     lr: float = 2e-4
@@ -109,8 +108,12 @@ def load_vlm(name: str, dtype):
     except Exception as e:
         raise ConfigError(f"could not load VLM {name!r} ({type(e).__name__}: {str(e)[:300]}); pass a local folder "
                           "or download it once with `huggingface-cli download ID --local-dir DIR`") from None
-    if getattr(processor, "chat_template", None) is None:
-        raise ConfigError(f"the processor of {name!r} has no chat template; SFT needs one")
+    from labeling.vlm import VLMFormatError, prompt_text
+
+    try:
+        prompt_text(processor, "")
+    except VLMFormatError as e:
+        raise ConfigError(f"cannot train on {name!r}: {e}") from None
     return model, processor
 
 
@@ -183,7 +186,12 @@ def run_semantic(cfg: SemanticConfig, rank: int = 0, world: int = 1, local_rank:
     if cfg.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.config.use_cache = False
-    targets = cfg.lora_targets or DEFAULT_TARGETS
+    from labeling.vlm import VLMFormatError, default_lora_targets
+
+    try:
+        targets = cfg.lora_targets or default_lora_targets(base)
+    except VLMFormatError as e:
+        raise ConfigError(f"{cfg.model!r}: {e}") from None
     try:
         model = get_peft_model(base, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                                 target_modules=targets, bias="none"))

@@ -70,8 +70,10 @@ def scrambled_image(rec: Record):
 
 
 def _texts(processor, messages: list) -> tuple[str, str]:
-    full = processor.apply_chat_template(messages, tokenize=False)
-    prompt = processor.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    from labeling.vlm import render
+
+    full = render(processor, messages, add_generation_prompt=False)
+    prompt = render(processor, messages[:-1], add_generation_prompt=True)
     if not full.startswith(prompt):
         raise ValueError("the chat template does not render the prompt as a prefix of the full conversation; "
                          "answer-only loss needs that")
@@ -83,15 +85,18 @@ def encode(processor, img, prompt: str, answer: str) -> dict:
     their own exactly as generation would continue after the prompt; `labels` = -100 on the prompt."""
     import torch
 
-    enc = processor(text=[prompt], images=[img], return_tensors="pt")
+    from labeling.vlm import answer_token_type, encode_batch
+
+    enc = encode_batch(processor, [img], [prompt])
     ans = torch.tensor(processor.tokenizer(answer, add_special_tokens=False)["input_ids"], dtype=torch.long)
     n = enc["input_ids"].shape[1]
+    fills = {"attention_mask": 1, "token_type_ids": answer_token_type(processor)}
     out = {}
     for k, v in enc.items():
         if k == "input_ids":
             out[k] = torch.cat([v[0], ans])
         elif hasattr(v, "shape") and v.dim() == 2 and v.shape == (1, n):  # attention mask, token types
-            fill = 1 if k == "attention_mask" else 0
+            fill = fills.get(k, 0)
             out[k] = torch.cat([v[0], torch.full((len(ans),), fill, dtype=v.dtype)])
         else:
             out[k] = v
