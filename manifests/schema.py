@@ -39,6 +39,7 @@ SAMPLES = (
     ("source_height", "int32"),
     ("source_quality", "int32"),  # estimated JPEG quality of the input (JPEG inputs only)
     ("canonical", "string"),  # canonicalisation applied, e.g. cap:512
+    ("recon_psnr", "double"),  # pixel fakes: PSNR (dB) of the reconstruction to its real crop
 )
 
 FAILURES = (
