@@ -14,19 +14,27 @@ PSNR_CAP = 100.0  # identical images: PSNR is infinite; stored capped so the col
 
 
 def output_problem(image, reference=None) -> str | None:
-    """NON_FINITE, DEGENERATE or None for one float image (any shape, values in [0, 1]).
+    """NON_FINITE, DEGENERATE or None for one float image H,W,C with values in [0, 1].
 
-    Degenerate: the image is flat while its reference (the input it reconstructs) is not; without a
-    reference (text-to-image) any flat image is degenerate.
+    Degenerate: every channel is flat (one colour) while the reference (the input it reconstructs) is not;
+    without a reference (text-to-image) any one-colour image is degenerate.
     """
     import numpy as np
 
     a = np.asarray(image, dtype=np.float64)
     if not np.isfinite(a).all():
         return NON_FINITE
-    if a.std() < FLAT_STD and (reference is None or np.asarray(reference, dtype=np.float64).std() >= 4 * FLAT_STD):
+    if spread(a) < FLAT_STD and (reference is None or spread(reference) >= 4 * FLAT_STD):
         return DEGENERATE
     return None
+
+
+def spread(image) -> float:
+    """The largest per-channel standard deviation of an H,W,C image: 0 for one flat colour."""
+    import numpy as np
+
+    a = np.asarray(image, dtype=np.float64)
+    return float(a.reshape(-1, a.shape[-1]).std(axis=0).max())
 
 
 def problem_message(problem: str, model: str, upcast: bool) -> str:

@@ -120,17 +120,23 @@ class ReconstructWorker:
         tile = max(x.shape[-2:]) > min(self.cfg.tile_above, self.ae.sample_size)
         ae, upcast = self.ae, self.ae.upcast
         y = ae_mod.reconstruct(ae, x, seeds, self.cfg.latent, tile=tile)
-        problems = [output_problem((b + 1) / 2, (a + 1) / 2) for a, b in zip(x.numpy(), y.numpy())]
+        problems = self._problems(x, y)
         if NON_FINITE in problems and ae.model.dtype != torch.float32:  # a float16 overflow: the batch again in float32
             ae, upcast = self.float32_model(), NON_FINITE
             y = ae_mod.reconstruct(ae, x, seeds, self.cfg.latent, tile=tile)
-            problems = [output_problem((b + 1) / 2, (a + 1) / 2) for a, b in zip(x.numpy(), y.numpy())]
+            problems = self._problems(x, y)
         arrays = ((y.nan_to_num(0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
         common = {"batch": pair_ids, "tiled": tile, "oom_splits": splits, "latent": self.latent_mode(),
                   "dtype": str(self.dtype).removeprefix("torch."), "upcast": upcast, "device": self.device,
                   "threads": self.threads, **versions()}
         return [(None, {"problem": p, "error": problem_message(p, self.spec.model, upcast is not None)}) if p
                 else (Image.fromarray(a), {"seed": s, **common}) for a, s, p in zip(arrays, seeds, problems)]
+
+    @staticmethod
+    def _problems(x, y) -> list:
+        """output_problem of each reconstruction y (N,3,H,W in [-1, 1]) against its input x."""
+        hwc = lambda t: ((t + 1) / 2).permute(0, 2, 3, 1).numpy()  # noqa: E731
+        return [output_problem(b, a) for a, b in zip(hwc(x), hwc(y))]
 
     def _pair_id(self, row: dict) -> str:
         return f"{row['source_id']}-{self.spec.name}"

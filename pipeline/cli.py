@@ -289,7 +289,7 @@ def predict(
 def audit(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder.")] = Path(DEFAULT_OUTPUT),
     threshold: Annotated[float, typer.Option(help="Flag an attribute whose one-feature AUROC exceeds this.")] = 0.6,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a shortcut is found.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a shortcut or a degenerate generator is found.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """Shortcut audit: format, JPEG quality, size, aspect, EXIF, file size, mode per split and class."""
