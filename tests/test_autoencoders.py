@@ -1,13 +1,12 @@
 """Every diffusers autoencoder class aig drives, and outputs that must never be stored (non-finite, flat).
 
-Two builds in all: one over every class, then (on a copy) a float16 reconstruct stage with faulty models.
+One build serves every test: a tiny model of each class and the faulty models reconstruct the same three images.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import pytest
 from conftest import run_aig, sql_rows
@@ -19,26 +18,38 @@ CLASSES = list(TINY_AUTOENCODERS)
 
 
 @pytest.fixture(scope="module")
-def every_class(tmp_path_factory):
-    """One build: three small images ingested, then reconstructed by a tiny model of every class."""
+def built(tmp_path_factory):
+    """One float16 build (run on CPU here; float16 is the GPU default) of three small images through a tiny model
+    of every class, then faulty ones: overflowing only in float16 (without and with force_upcast), NaN in any
+    dtype, decoding everything flat, the trained embedded one, and last one that fails its probe (3-channel
+    images into a 4-channel encoder), which stops the build after the others finished."""
     from generators.tiny_models import build_tiny_autoencoder
 
-    base = tmp_path_factory.mktemp("ae-classes")
+    base = tmp_path_factory.mktemp("ae")
     make_images(base / "in", 2, size=(64, 48), fmt="PNG")
     make_images(base / "in", 1, size=(40, 40), fmt="JPEG", seed=3)
-    args = ["build-data", "-o", base / "ds", "--input-dir", base / "in", "--executor", "local"]
-    for name in CLASSES:
-        args += ["--autoencoder", build_tiny_autoencoder(base / "models" / name.lower(), name)]
-    proc = run_aig(*args, "--stages", "ingest,reconstruct")
-    return base / "ds", proc
+    m = base / "models"
+    classes = {name: build_tiny_autoencoder(m / name.lower(), name) for name in CLASSES}
+    faulty = [build_tiny_autoencoder(m / "overflow", fault="fp16_overflow", force_upcast=False),
+              build_tiny_autoencoder(m / "forced", fault="fp16_overflow", force_upcast=True),
+              build_tiny_autoencoder(m / "nan", fault="nan", force_upcast=False),
+              build_tiny_autoencoder(m / "flat", fault="flat", force_upcast=False),
+              "embedded",
+              build_tiny_autoencoder(m / "fourchannel", in_channels=4)]
+    (base / "aig.toml").write_text('[reconstruct]\ndtype = "float16"\n')
+    args = ["build-data", "-c", base / "aig.toml", "-o", base / "ds", "--input-dir", base / "in", "--executor", "local"]
+    for a in [*classes.values(), *faulty]:
+        args += ["--autoencoder", a]
+    proc = run_aig(*args, "--stages", "ingest,reconstruct", check=False)
+    return base / "ds", proc, classes
 
 
 @pytest.mark.parametrize("class_name", CLASSES)
-def test_autoencoder_class_pairs_and_regenerate(every_class, class_name):
+def test_autoencoder_class_pairs_and_regenerate(built, class_name):
     from generators.regenerate import regenerate
 
-    out, proc = every_class
-    assert f"reconstruct: {2 * 3 * len(CLASSES)} samples, 0 failures" in proc.stdout
+    out, _, classes = built
+    config = json.loads((classes[class_name] / "config.json").read_text())
     rows = sql_rows(out, f"""
         select s.pair_id, s.label, s.width, s.height, s.split, s.key, s.recon_psnr, s.provenance, r.split as real_split
         from samples s join samples r on r.key = s.source_id
@@ -50,46 +61,21 @@ def test_autoencoder_class_pairs_and_regenerate(every_class, class_name):
         assert fake["split"] == fake["real_split"]
         assert math.isfinite(fake["recon_psnr"]) and real["recon_psnr"] is None
         prov = json.loads(fake["provenance"])
-        assert prov["class"] == class_name and prov["upcast"] is None
+        assert prov["class"] == class_name and prov["dtype"] == "float16"
+        assert prov["upcast"] == ("force_upcast" if config.get("force_upcast") else None)
     assert regenerate(out, rows[0]["key"]).identical
 
 
-@pytest.fixture(scope="module")
-def float16_run(every_class, tmp_path_factory):
-    """float16 on CPU: an autoencoder that overflows only in float16 (with and without force_upcast), one
-    that is NaN in any dtype, one that decodes everything flat, the trained embedded one, and last one
-    that fails its probe (3-channel images into a 4-channel encoder). Run on a copy of the dataset above, its
-    catalog removed: the failed build must publish one."""
-    from generators.tiny_models import build_tiny_autoencoder
-
-    base = tmp_path_factory.mktemp("ae-fp16")
-    m = base / "models"
-    models = [build_tiny_autoencoder(m / "overflow", fault="fp16_overflow", force_upcast=False),
-              build_tiny_autoencoder(m / "forced", fault="fp16_overflow", force_upcast=True),
-              build_tiny_autoencoder(m / "nan", fault="nan", force_upcast=False),
-              build_tiny_autoencoder(m / "flat", fault="flat", force_upcast=False),
-              "embedded",
-              build_tiny_autoencoder(m / "fourchannel", in_channels=4)]
-    out = base / "ds"
-    shutil.copytree(every_class[0], out)
-    (out / "catalog.duckdb").unlink()
-    (base / "aig.toml").write_text('[reconstruct]\ndtype = "float16"\n')
-    args = ["build-data", "-c", base / "aig.toml", "-o", out, "--executor", "local", "--stages", "reconstruct"]
-    for a in models:
-        args += ["--autoencoder", a]
-    return out, run_aig(*args, check=False)
-
-
-def test_float16_overflow_is_upcast_and_bad_outputs_are_failures(float16_run):
+def test_float16_overflow_is_upcast_and_bad_outputs_are_failures(built):
     from generators.regenerate import regenerate
 
-    out, proc = float16_run
-    upcast = sql_rows(out, "select generator, provenance->>'upcast' as upcast, provenance->>'dtype' as dtype, "
-                           "count(*) as n from samples where label = 'fake' and provenance->>'dtype' = 'float16' "
+    out, _, _ = built
+    upcast = sql_rows(out, "select generator, provenance->>'upcast' as upcast, count(*) as n from samples "
+                           "where generator in ('forced', 'overflow', 'tinyvae') and label = 'fake' "
                            "group by all order by generator")
-    assert upcast == [{"generator": "forced", "upcast": "force_upcast", "dtype": "float16", "n": 3},
-                      {"generator": "overflow", "upcast": "non_finite", "dtype": "float16", "n": 3},
-                      {"generator": "tinyvae", "upcast": "force_upcast", "dtype": "float16", "n": 3}]
+    assert upcast == [{"generator": "forced", "upcast": "force_upcast", "n": 3},
+                      {"generator": "overflow", "upcast": "non_finite", "n": 3},
+                      {"generator": "tinyvae", "upcast": "force_upcast", "n": 3}]
     failures = sql_rows(out, "select chunk, reason, error from failures where stage = 'reconstruct' order by chunk")
     assert [(f["chunk"].split("-")[1], f["reason"]) for f in failures] == [("flat", "degenerate")] * 3 + \
         [("nan", "non_finite")] * 3
@@ -99,8 +85,8 @@ def test_float16_overflow_is_upcast_and_bad_outputs_are_failures(float16_run):
     assert regenerate(out, key).identical  # the float16 run, its non-finite output, the float32 retry
 
 
-def test_audit_flags_degenerate_reconstructions(float16_run):
-    out, _ = float16_run
+def test_audit_flags_degenerate_reconstructions(built):
+    out, _, _ = built
     proc = run_aig("audit", out, "--json", "--strict", check=False)
     degenerate = {d["generator"]: d for d in json.loads(proc.stdout)["degenerate"]}
     assert proc.returncode == 1
@@ -109,11 +95,11 @@ def test_audit_flags_degenerate_reconstructions(float16_run):
     assert all(d["median_psnr"] < d["floor"] == 15.0 for d in degenerate.values())
 
 
-def test_probe_failure_is_one_line_and_dataset_stays_usable(float16_run):
-    out, proc = float16_run
+def test_probe_failure_is_one_line_and_dataset_stays_usable(built):
+    out, proc, _ = built
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "fourchannel" in err[0] and "(AutoencoderKL) fails the probe" in err[0], proc.stderr
     assert (out / "catalog.duckdb").exists()
-    assert sql_rows(out, "select status from runs order by started_at") == [{"status": "complete"}, {"status": "running"}]
+    assert sql_rows(out, "select status from runs") == [{"status": "running"}]  # re-running the command finishes it
     assert sql_rows(out, "select count(*) as n from samples where generator = 'overflow'") == [{"n": 6}]
