@@ -70,11 +70,12 @@ class InpaintWorker(ReconstructWorker):
             reference = np.asarray(crop, np.float32) / 255
             (image,), (problem,), upcast = run_checked(self.pipe, self.dtype, call, [reference])
             if problem:
-                out.append((None, {"problem": problem, "error": problem_message(problem, self.spec.model, bool(upcast))}))
+                error = problem_message(problem, self.spec.model, bool(upcast))
+                out.append((None, {"problem": problem, "error": error}))
                 continue
-            out.append((image.convert("RGB"), {"seed": seed, "batch": [pair_id], "oom_splits": splits, "latent": "diffusion", "mask": self.cfg.mask,
-                                "mask_box": rect, "prompt": prompt, "steps": self.cfg.steps,
-                                "strength": self.cfg.strength, "guidance": self.cfg.guidance,
-                                "dtype": str(self.dtype).removeprefix("torch."), "upcast": upcast,
-                                "device": self.device, "threads": self.threads, **versions()}))
+            out.append((image.convert("RGB"), {
+                "seed": seed, "batch": [pair_id], "oom_splits": splits, "latent": "diffusion", "mask": self.cfg.mask,
+                "mask_box": rect, "prompt": prompt, "steps": self.cfg.steps, "strength": self.cfg.strength,
+                "guidance": self.cfg.guidance, "dtype": str(self.dtype).removeprefix("torch."), "upcast": upcast,
+                "device": self.device, "threads": self.threads, **versions()}))
         return out
