@@ -84,7 +84,8 @@ TILE_ABOVE = 1024  # aig's reconstruct.tile_above default: tiling when a side > 
 SD_VAE_CONFIG = dict(in_channels=3, out_channels=3, block_out_channels=(128, 256, 512, 512),
                      down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                      layers_per_block=2, latent_channels=4, norm_num_groups=32, act_fn="silu", sample_size=512,
-                     scaling_factor=0.18215)
+                     scaling_factor=0.18215, force_upcast=False)  # timed in float16 (an fp16-safe VAE's config);
+# with AutoencoderKL's default force_upcast=True aig runs it in float32 on a float16 run, as diffusers pipelines do
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 NUMERIC = ("jpeg_quality", "input_quality", "width", "height", "aspect", "file_size")
 CATEGORICAL = ("format", "mode", "exif")
 CONTENT_DEPENDENT = ("file_size",)
+# Median reconstruction PSNR (dB) below which a pixel-pair generator is degenerate: real autoencoders
+# reconstruct photos at 25-35 dB; a flat grey or black output scores about 5-12 dB.
+PSNR_FLOOR = 15.0
 
 
 @dataclass
@@ -32,6 +35,7 @@ class AuditResult:
     summary: list[dict] = field(default_factory=list)  # per task, split, label: attribute summaries
     scores: list[Finding] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    degenerate: list[dict] = field(default_factory=list)  # generators with median recon_psnr below PSNR_FLOOR
 
     @property
     def shortcuts(self) -> list[Finding]:
@@ -129,11 +133,28 @@ def audit_rows(rows: list[dict], threshold: float = 0.6) -> AuditResult:
     return result
 
 
+def degenerate_generators(rows: list[dict], floor: float = PSNR_FLOOR) -> list[dict]:
+    """Generators whose median reconstruction PSNR (samples' recon_psnr) is below `floor` dB."""
+    import statistics
+
+    by_gen: dict[str, list[float]] = {}
+    for r in rows:
+        if r.get("recon_psnr") is not None:
+            by_gen.setdefault(r["generator"], []).append(r["recon_psnr"])
+    out = []
+    for gen, values in sorted(by_gen.items()):
+        median = statistics.median(values)
+        if median < floor:
+            out.append({"generator": gen, "pairs": len(values), "median_psnr": round(median, 2), "floor": floor})
+    return out
+
+
 def audit_dataset(root, threshold: float = 0.6) -> AuditResult:
     from .dataset_io import read_bytes, sample_rows
 
     rows, unreadable = [], []
-    for r in sample_rows(root):
+    samples = sample_rows(root)
+    for r in samples:
         try:
             feats = image_features(read_bytes(root, r))
         except Exception as e:
@@ -143,6 +164,7 @@ def audit_dataset(root, threshold: float = 0.6) -> AuditResult:
                      "input_quality": r["input_quality"], **feats})
     result = audit_rows(rows, threshold)
     result.unreadable = unreadable
+    result.degenerate = degenerate_generators(samples)
     return result
 
 
@@ -157,4 +179,7 @@ def to_markdown(result: AuditResult) -> str:
     for f in result.scores:
         verdict = "SHORTCUT" if f.shortcut else (f"note: {f.note}" if f.note else "ok")
         lines.append(f"| {f.task} | {f.attribute} | {f.auroc:.3f} | {verdict} |")
+    for d in result.degenerate:
+        lines.append(f"\nDEGENERATE: generator '{d['generator']}': median reconstruction PSNR {d['median_psnr']} dB "
+                     f"over {d['pairs']} pairs is below {d['floor']} dB (find them: recon_psnr in samples)")
     return "\n".join(lines)

@@ -137,7 +137,7 @@ def audit(dataset: Path, threshold: float, strict: bool, as_json: bool) -> None:
         _fail(str(e))
     if as_json:
         typer.echo(json.dumps({"threshold": threshold, "summary": res.summary, "scores": [asdict(f) for f in res.scores],
-                               "shortcuts": [asdict(f) for f in res.shortcuts], "unreadable": res.unreadable}, indent=1))
+                               "shortcuts": [asdict(f) for f in res.shortcuts], "unreadable": res.unreadable, "degenerate": res.degenerate}, indent=1))
     else:
         typer.echo(to_markdown(res))
         for u in res.unreadable:
@@ -151,7 +151,7 @@ def audit(dataset: Path, threshold: float, strict: bool, as_json: bool) -> None:
     if res.unreadable:
         typer.echo(f"error: {len(res.unreadable)} sample(s) could not be read: run `aig verify {dataset}`", err=True)
         raise typer.Exit(1)
-    if strict and res.shortcuts:
+    if strict and (res.shortcuts or res.degenerate):
         raise typer.Exit(1)
 
 

@@ -186,6 +186,8 @@ def audit_section(root: Path, threshold: float) -> str:
     scores = [{"task": f.task, "attribute": f.attribute, "AUROC": f"{f.auroc:.3f}",
                "verdict": "SHORTCUT" if f.shortcut else (f.note or "ok")} for f in res.scores]
     unread = "".join(f"<p class=bad>unreadable: {esc(u)}</p>" for u in res.unreadable)
+    unread += "".join(f"<p class=bad>DEGENERATE: generator {esc(d['generator'])}: median reconstruction PSNR "
+                      f"{d['median_psnr']} dB &lt; {d['floor']} dB</p>" for d in res.degenerate)
     return "<h2>Shortcut audit</h2>" + verdict + unread + table(scores) + "<h3>Per split and class</h3>" + table(res.summary)
 
 

@@ -31,3 +31,31 @@ def load_pipeline(model: str, revision: str | None, device: str, dtype, schedule
         pipe.scheduler = cls.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device), index.get("_commit_hash")
+
+
+def run_checked(pipe, dtype, call, references: list | None = None):
+    """call() -> float images N,H,W,3 in [0, 1] (output_type 'np'), checked for non-finite and flat images.
+
+    A batch with non-finite values from a non-float32 pipeline runs once more with the pipeline in float32.
+    Returns (PIL images, None where a problem; problems; upcast reason or None).
+    """
+    import torch
+    from diffusers.image_processor import VaeImageProcessor
+
+    from .output_checks import NON_FINITE, output_problem
+
+    def checked():
+        images = call()
+        return images, [output_problem(im, ref) for im, ref in zip(images, references or [None] * len(images))]
+
+    images, problems = checked()
+    upcast = None
+    if NON_FINITE in problems and dtype != torch.float32:
+        pipe.to(torch.float32)
+        try:
+            images, problems = checked()
+        finally:
+            pipe.to(dtype)
+        upcast = NON_FINITE
+    pils = [None if p else VaeImageProcessor.numpy_to_pil(im[None])[0] for im, p in zip(images, problems)]
+    return pils, problems, upcast

@@ -11,7 +11,8 @@ import random
 from pipeline.config import InpaintConfig
 
 from .devices import torch_setup, versions
-from .diffusion import load_pipeline
+from .diffusion import load_pipeline, run_checked
+from .output_checks import problem_message
 from .reconstruct import AutoencoderSpec, ReconstructWorker
 
 KIND = "inpaint"
@@ -46,6 +47,7 @@ class InpaintWorker(ReconstructWorker):
                      "pipeline": type(self.pipe).__name__, "scheduler": type(self.pipe.scheduler).__name__}
 
     def _batch(self, batch: list, splits: int) -> list:
+        import numpy as np
         import torch
 
         out = []
@@ -58,13 +60,22 @@ class InpaintWorker(ReconstructWorker):
 
                 mask, rect = Image.new("L", crop.size, 0), None
             prompt = row["caption"] if self.cfg.use_caption and row.get("caption") else ""
-            image = self.pipe(prompt, image=crop, mask_image=mask, height=crop.height, width=crop.width,
-                              num_inference_steps=self.cfg.steps, strength=self.cfg.strength,
-                              guidance_scale=self.cfg.guidance, generator=torch.Generator("cpu").manual_seed(seed),
-                              output_type="pil").images[0].convert("RGB")
-            out.append((image, {"seed": seed, "batch": [pair_id], "oom_splits": splits, "latent": "diffusion", "mask": self.cfg.mask,
-                                "mask_box": rect, "prompt": prompt, "steps": self.cfg.steps,
-                                "strength": self.cfg.strength, "guidance": self.cfg.guidance,
-                                "dtype": str(self.dtype).removeprefix("torch."), "device": self.device,
-                                "threads": self.threads, **versions()}))
+
+            def call(crop=crop, mask=mask, prompt=prompt, seed=seed):
+                return self.pipe(prompt, image=crop, mask_image=mask, height=crop.height, width=crop.width,
+                                 num_inference_steps=self.cfg.steps, strength=self.cfg.strength,
+                                 guidance_scale=self.cfg.guidance, generator=torch.Generator("cpu").manual_seed(seed),
+                                 output_type="np").images
+
+            reference = np.asarray(crop, np.float32) / 255
+            (image,), (problem,), upcast = run_checked(self.pipe, self.dtype, call, [reference])
+            if problem:
+                error = problem_message(problem, self.spec.model, bool(upcast))
+                out.append((None, {"problem": problem, "error": error}))
+                continue
+            out.append((image.convert("RGB"), {
+                "seed": seed, "batch": [pair_id], "oom_splits": splits, "latent": "diffusion", "mask": self.cfg.mask,
+                "mask_box": rect, "prompt": prompt, "steps": self.cfg.steps, "strength": self.cfg.strength,
+                "guidance": self.cfg.guidance, "dtype": str(self.dtype).removeprefix("torch."), "upcast": upcast,
+                "device": self.device, "threads": self.threads, **versions()}))
         return out

@@ -19,6 +19,7 @@ from . import autoencoder as ae_mod
 from .batching import run_in_batches
 from .devices import torch_setup, versions
 from .naming import generator_name
+from .output_checks import NON_FINITE, output_problem, problem_message, psnr
 
 STAGE = "reconstruct"
 KIND = "autoencoder"
@@ -63,6 +64,7 @@ class ReconstructWorker:
         self.device, self.dtype, self.threads = torch_setup(cfg.dtype, threads)
         self.spec, self.cfg = spec, cfg
         self.ae = ae_mod.load_autoencoder(spec.model, spec.subfolder, spec.revision, self.device, self.dtype)
+        self._ae32 = None
         self.factor = self.ae.factor
         self.base = ae_mod.describe(self.ae, spec.model, spec.subfolder, spec.revision)
 
@@ -96,7 +98,17 @@ class ReconstructWorker:
                 outcomes += pair
         return outcomes
 
+    def float32_model(self) -> ae_mod.LoadedAutoencoder:
+        """The same autoencoder loaded in float32 (once), for batches whose float16 output is not finite."""
+        import torch
+
+        if self._ae32 is None:
+            spec = self.spec
+            self._ae32 = ae_mod.load_autoencoder(spec.model, spec.subfolder, spec.revision, self.device, torch.float32)
+        return self._ae32
+
     def _batch(self, batch: list, splits: int) -> list:
+        """One (image, meta) per item; image None and meta['problem'] set for an output that cannot be stored."""
         import numpy as np
         import torch
         from PIL import Image
@@ -106,18 +118,35 @@ class ReconstructWorker:
         pair_ids = [self._pair_id(row) for row, _, _, _ in batch]
         seeds = [seed for _, _, _, seed in batch]
         tile = max(x.shape[-2:]) > min(self.cfg.tile_above, self.ae.sample_size)
-        y = ae_mod.reconstruct(self.ae, x, seeds, self.cfg.latent, tile=tile)
-        arrays = ((y + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        ae, upcast = self.ae, self.ae.upcast
+        y = ae_mod.reconstruct(ae, x, seeds, self.cfg.latent, tile=tile)
+        problems = self._problems(x, y)
+        if NON_FINITE in problems and ae.model.dtype != torch.float32:  # a float16 overflow: the batch again in float32
+            ae, upcast = self.float32_model(), NON_FINITE
+            y = ae_mod.reconstruct(ae, x, seeds, self.cfg.latent, tile=tile)
+            problems = self._problems(x, y)
+        arrays = ((y.nan_to_num(0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
         common = {"batch": pair_ids, "tiled": tile, "oom_splits": splits, "latent": self.latent_mode(),
-                  "dtype": str(self.dtype).removeprefix("torch."), "device": self.device, "threads": self.threads,
-                  **versions()}
-        return [(Image.fromarray(a), {"seed": s, **common}) for a, s in zip(arrays, seeds)]
+                  "dtype": str(self.dtype).removeprefix("torch."), "upcast": upcast, "device": self.device,
+                  "threads": self.threads, **versions()}
+        return [(None, {"problem": p, "error": problem_message(p, self.spec.model, upcast is not None)}) if p
+                else (Image.fromarray(a), {"seed": s, **common}) for a, s, p in zip(arrays, seeds, problems)]
+
+    @staticmethod
+    def _problems(x, y) -> list:
+        """output_problem of each reconstruction y (N,3,H,W in [-1, 1]) against its input x."""
+        hwc = lambda t: ((t + 1) / 2).permute(0, 2, 3, 1).numpy()  # noqa: E731
+        return [output_problem(b, a) for a, b in zip(hwc(x), hwc(y))]
 
     def _pair_id(self, row: dict) -> str:
         return f"{row['source_id']}-{self.spec.name}"
 
     def _pair(self, row: dict, crop, box, recon, meta: dict, run_id: str) -> list[Outcome]:
         pair_id = self._pair_id(row)
+        if recon is None:  # non-finite or degenerate output: the pair is not stored
+            return [failure_outcome(row["input_path"], run_id, self.stage, self.spec.group(), row["chunk"],
+                                    meta["problem"], meta["error"])]
+        recon_psnr = psnr(crop, recon)
         fmt, quality = "png", None
         if self.cfg.pair_format == "jpeg-matched" and row.get("source_quality"):
             fmt, quality = "jpeg", int(row["source_quality"])
@@ -136,6 +165,7 @@ class ReconstructWorker:
                 provenance=prov, input_path=row["input_path"], origin=row["origin"], caption=row["caption"],
                 width=img.width, height=img.height, model_id=self.spec.model if label == "fake" else None,
                 seed=meta["seed"] if label == "fake" and meta["latent"] in ("sample", "diffusion") else None,
+                recon_psnr=recon_psnr if label == "fake" else None,
             ))
         return out
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from pipeline.chunks import Outcome, sample_outcome, write_chunk
+from pipeline.chunks import Outcome, failure_outcome, sample_outcome, write_chunk
 from pipeline.config import GenerateConfig, ShardConfig
 from pipeline.decode import encode_image
 
 from .batching import run_in_batches
 from .devices import torch_setup, versions
-from .diffusion import load_pipeline
+from .diffusion import load_pipeline, run_checked
+from .output_checks import problem_message
 from .naming import generator_name
 from .reconstruct import pair_seed
 
@@ -47,7 +48,7 @@ class TextToImageWorker:
     def run_chunk(self, root: str, chunk: int, real_rows: list[dict], shard_cfg: ShardConfig, run_id: str,
                   group: str | None = None) -> dict:
         start = time.perf_counter()
-        outcomes = self.generate_rows(real_rows, run_id)
+        outcomes = self.generate_rows(real_rows, run_id, group or self.spec.group(), chunk)
         stats = write_chunk(root, group or self.spec.group(), chunk, outcomes, shard_cfg, STAGE, run_id)
         stats["seconds"] = time.perf_counter() - start
         return stats
@@ -63,23 +64,30 @@ class TextToImageWorker:
                 out.append({"key": key, "row": row, "prompt": row["caption"], "seed": pair_seed(self.cfg.seed, key)})
         return out
 
-    def generate_rows(self, real_rows: list[dict], run_id: str) -> list[Outcome]:
+    def generate_rows(self, real_rows: list[dict], run_id: str, group: str = "", chunk: int = 0) -> list[Outcome]:
         jobs = self.jobs(real_rows)
         images = run_in_batches(jobs, self.cfg.batch_size, key=lambda j: 0, fn=self.render)
-        return [self._outcome(job, img, meta, run_id) for job, (img, meta) in zip(jobs, images)]
+        return [self._outcome(job, img, meta, run_id, group, chunk) for job, (img, meta) in zip(jobs, images)]
 
     def render(self, batch: list[dict], splits: int) -> list:
+        """One (image, meta) per job; image None and meta['problem'] set for an output that cannot be stored."""
         import torch
 
         cfg = self.cfg
-        generators = [torch.Generator("cpu").manual_seed(j["seed"]) for j in batch]
         kwargs = {"num_inference_steps": cfg.steps, "guidance_scale": cfg.guidance, "height": cfg.height,
-                  "width": cfg.width, "generator": generators, "output_type": "pil"}
+                  "width": cfg.width, "output_type": "np"}
         if cfg.negative_prompt:
             kwargs["negative_prompt"] = [cfg.negative_prompt] * len(batch)
-        images = self.pipe([j["prompt"] for j in batch], **kwargs).images
+
+        def call():
+            generators = [torch.Generator("cpu").manual_seed(j["seed"]) for j in batch]
+            return self.pipe([j["prompt"] for j in batch], generator=generators, **kwargs).images
+
+        images, problems, upcast = run_checked(self.pipe, self.dtype, call)
         keys = [j["key"] for j in batch]
-        return [(img.convert("RGB"), {"batch": keys, "oom_splits": splits}) for img in images]
+        return [(None, {"problem": p, "error": problem_message(p, self.spec.model, bool(upcast))}) if p
+                else (img.convert("RGB"), {"batch": keys, "oom_splits": splits, "upcast": upcast})
+                for img, p in zip(images, problems)]
 
     def provenance(self, job: dict, meta: dict) -> dict:
         cfg = self.cfg
@@ -93,8 +101,11 @@ class TextToImageWorker:
             **versions(),
         }
 
-    def _outcome(self, job: dict, img, meta: dict, run_id: str) -> Outcome:
+    def _outcome(self, job: dict, img, meta: dict, run_id: str, group: str = "", chunk: int = 0) -> Outcome:
         row = job["row"]
+        if img is None:  # non-finite or degenerate output: nothing stored
+            return failure_outcome(row["input_path"], run_id, STAGE, group or self.spec.group(), chunk,
+                                   meta["problem"], meta["error"])
         data, ext = encode_image(img, "png", 95)
         return sample_outcome(
             key=job["key"], data=data, ext=ext, provenance=self.provenance(job, meta), run_id=run_id, stage=STAGE,

@@ -62,6 +62,76 @@ def build_tiny_sd(out: Path, inpaint: bool = False, seed: int = 0) -> Path:
     return out
 
 
+# Each autoencoder class aig drives, shrunk (few channels and blocks) with its distinguishing parts kept:
+# EfficientViT attention (DC-AE), causal 3-D convolutions (video VAEs; LTX with timestep conditioning),
+# the masked-image-conditioned decoder (asymmetric VQGAN), the diffusion decoder (consistency decoder).
+TINY_AUTOENCODERS = {
+    "AutoencoderKL": dict(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                          up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, layers_per_block=1,
+                          norm_num_groups=8, mid_block_add_attention=False, sample_size=64),
+    "AutoencoderTiny": dict(encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+                            num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1), latent_channels=4),
+    "VQModel": dict(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                    up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, layers_per_block=1,
+                    norm_num_groups=8, num_vq_embeddings=16, vq_embed_dim=4, sample_size=64),
+    "AutoencoderDC": dict(latent_channels=4, attention_head_dim=2, encoder_block_types=("ResBlock", "EfficientViTBlock"),
+                          decoder_block_types=("ResBlock", "EfficientViTBlock"), encoder_block_out_channels=(8, 16),
+                          decoder_block_out_channels=(8, 16), encoder_layers_per_block=(1, 1),
+                          decoder_layers_per_block=(1, 1), encoder_qkv_multiscales=((), (5,)),
+                          decoder_qkv_multiscales=((), (5,))),
+    "AutoencoderKLWan": dict(base_dim=8, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[False],
+                             latents_mean=[0.0] * 4, latents_std=[1.0] * 4),
+    "AutoencoderKLQwenImage": dict(base_dim=8, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[False],
+                                   latents_mean=[0.0] * 4, latents_std=[1.0] * 4),
+    "AutoencoderKLCogVideoX": dict(block_out_channels=(8, 16), down_block_types=("CogVideoXDownBlock3D",) * 2,
+                                   up_block_types=("CogVideoXUpBlock3D",) * 2, latent_channels=4, layers_per_block=1,
+                                   norm_num_groups=4, sample_height=64, sample_width=64),
+    "AutoencoderKLLTXVideo": dict(latent_channels=4, block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+                                  down_block_types=("LTXVideoDownBlock3D",) * 2, layers_per_block=(1, 1, 1),
+                                  decoder_layers_per_block=(1, 1, 1), spatio_temporal_scaling=(True, False),
+                                  decoder_spatio_temporal_scaling=(True, False),
+                                  decoder_inject_noise=(False, False, False), downsample_type=("conv", "conv"),
+                                  upsample_residual=(False, False), upsample_factor=(1, 1), patch_size=1,
+                                  patch_size_t=1, timestep_conditioning=True),
+    "AsymmetricAutoencoderKL": dict(down_block_types=("DownEncoderBlock2D",) * 2, down_block_out_channels=(8, 16),
+                                    up_block_types=("UpDecoderBlock2D",) * 2, up_block_out_channels=(8, 16),
+                                    layers_per_down_block=1, layers_per_up_block=1, latent_channels=4,
+                                    norm_num_groups=8, sample_size=32),
+    "ConsistencyDecoderVAE": dict(encoder_block_out_channels=(8, 16), encoder_down_block_types=("DownEncoderBlock2D",) * 2,
+                                  encoder_layers_per_block=1, encoder_norm_num_groups=8, decoder_block_out_channels=(8, 16),
+                                  decoder_down_block_types=("ResnetDownsampleBlock2D",) * 2,
+                                  decoder_up_block_types=("ResnetUpsampleBlock2D",) * 2, decoder_layers_per_block=1,
+                                  decoder_norm_num_groups=8, sample_size=64),
+}
+
+
+def build_tiny_autoencoder(out: Path, class_name: str = "AutoencoderKL", seed: int = 0, fault: str | None = None,
+                           **config) -> Path:
+    """A tiny random-weight autoencoder of `class_name`, saved to `out`; `config` overrides TINY_AUTOENCODERS.
+
+    fault (AutoencoderKL): 'fp16_overflow' scales the decoder's first convolution so its float16 activations
+    exceed 65504 (inf, then NaN; float32 is unaffected), 'nan' makes the output NaN in any dtype, 'flat'
+    makes every output one flat colour.
+    """
+    import diffusers
+    import torch
+
+    torch.manual_seed(seed)
+    model = getattr(diffusers, class_name)(**{**TINY_AUTOENCODERS[class_name], **config})
+    with torch.no_grad():
+        if fault == "fp16_overflow":
+            model.decoder.conv_in.weight.mul_(1e5)
+        elif fault == "nan":
+            model.decoder.conv_out.bias.fill_(float("nan"))
+        elif fault == "flat":
+            model.decoder.conv_out.weight.zero_()
+        elif fault is not None:
+            raise ValueError(f"unknown fault {fault!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="Build a tiny random-weight diffusers pipeline.")
     ap.add_argument("out", type=Path)

@@ -41,6 +41,7 @@ SAMPLES = (
     ("canonical", "string"),  # canonicalisation applied, e.g. cap:512
     ("phash", "string"),  # perceptual hash of the input (16 hex digits; reals, unless near-dup grouping is off)
     ("near_dup_of", "string"),  # key of the first member of its near-duplicate group (null: none, or it is)
+    ("recon_psnr", "double"),  # pixel fakes: PSNR (dB) of the reconstruction to its real crop
 )
 
 FAILURES = (

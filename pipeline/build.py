@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from generators.autoencoder import ModelLoadError
 from manifests.catalog import refresh_catalog
 from manifests.schema import RUNS, parquet_bytes, table_dir, to_table
 
@@ -311,6 +312,7 @@ def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float)
             tmp.unlink(missing_ok=True)  # leftovers of a killed run; never visible under a final name
         lazy = LazyExecutor(cfg.runner)
         errors: list[str] = []
+        probe_error = None
         try:
             chunks_run = _run_ingest(root, cfg, run_id, plan, lazy, store.url) if "ingest" in cfg.stages else 0
             store.pull()  # the chunks the workers uploaded, for the model stages
@@ -319,6 +321,9 @@ def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float)
                     log(f"stage {stage}: no model configured, skipped")
                     continue
                 errors += run_stage(root, cfg, run_id, stage, lazy, stage_job_list, store.url)
+        except ModelLoadError as e:  # a model failed its probe in a worker: what finished stays published
+            probe_error = e
+            errors.append(str(e))
         finally:
             lazy.close()
         for tmp in layout.temp_files(root):
@@ -336,6 +341,8 @@ def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float)
         info.write_info(root)
         refresh_catalog(root)
         store.push()
+    if probe_error:
+        raise probe_error
     if errors:
         raise BuildError(f"{len(errors)} chunk(s) failed and stay to do; fix the cause and re-run the same "
                          "command to finish them:\n  " + "\n  ".join(errors[:20]))

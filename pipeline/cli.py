@@ -332,7 +332,7 @@ def predict(
 def audit(
     dataset_pos: DatasetPos = None, dataset: DatasetArg = Path(DEFAULT_OUTPUT),
     threshold: Annotated[float, typer.Option(help="Flag an attribute whose one-feature AUROC exceeds this.")] = 0.6,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a shortcut is found.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a shortcut or a degenerate generator is found.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
     config: ConfigOpt = None,
 ) -> None:

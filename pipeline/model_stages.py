@@ -118,6 +118,22 @@ def prompt_chunks(cfg: BuildConfig) -> dict[int, list[dict]]:
     return {i // size: rows[i:i + size] for i in range(0, len(rows), size)}
 
 
+def model_load_failure(err: BaseException):
+    """The ModelLoadError behind a chunk's error, if any: raised by a worker's model load (probe), or reported
+    by Ray for an actor whose start-up raised it (only its text survives there)."""
+    import re
+
+    from generators.autoencoder import ModelLoadError
+
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, ModelLoadError):
+        return cause
+    if isinstance(err, ModelLoadError) and cause is None:
+        return err
+    found = re.findall(r"ModelLoadError: (.+)", str(err))
+    return ModelLoadError(found[-1].strip()) if found else None
+
+
 def run_stage(root: Path, cfg: BuildConfig, run_id: str, stage: str, lazy, jobs: list[StageJob],
               dest: str | None = None) -> list[str]:
     """Run the stage's missing chunks; returns error messages of chunks that failed (they stay to-do).
@@ -153,6 +169,8 @@ def run_stage(root: Path, cfg: BuildConfig, run_id: str, stage: str, lazy, jobs:
                 group, k, n = todo[i]
                 if isinstance(result, BaseException) and is_disk_full(result):
                     raise result  # build() turns it into a clear error; retrying other chunks cannot help
+                if isinstance(result, BaseException) and (probe := model_load_failure(result)):
+                    raise probe  # the model cannot run at all: retrying its other chunks cannot help
                 if isinstance(result, BaseException):
                     errors.append(f"{layout.chunk_name(group, k)}: {type(result).__name__}: {result}")
                 else:

@@ -50,6 +50,23 @@ class LocalExecutor:
         pass
 
 
+class ActorHost:
+    """Builds cls inside a Ray actor. An error while building (a model that fails to load) is raised by every
+    call rather than killing the actor, so the driver gets the error itself (a dead actor's creation error
+    reaches it only as text, with Ray's traceback printed)."""
+
+    def __init__(self, cls: type, init_args: tuple, **kwargs):
+        try:
+            self.instance, self.error = cls(*init_args, **kwargs), None
+        except Exception as e:
+            self.instance, self.error = None, e
+
+    def call(self, method: str, *args):
+        if self.error is not None:
+            raise self.error
+        return getattr(self.instance, method)(*args)
+
+
 class RayExecutor:
     """Runs calls as Ray tasks (one CPU each), on an embedded local Ray or an existing cluster."""
 
@@ -107,8 +124,8 @@ class RayExecutor:
         if per > 0 and gpus < per:
             raise RuntimeError(f"{per} GPU(s) per worker requested but the cluster has {gpus:g}")
         n = max(1, min(len(calls), int(gpus // per) if per else self.workers))
-        actor_cls = ray.remote(num_cpus=1, num_gpus=per, max_restarts=1, max_task_retries=self.max_retries)(cls)
-        actors = [actor_cls.remote(*init_args, threads=1) for _ in range(n)]  # see LocalExecutor.map_actors
+        actor_cls = ray.remote(num_cpus=1, num_gpus=per, max_restarts=1, max_task_retries=self.max_retries)(ActorHost)
+        actors = [actor_cls.remote(cls, init_args, threads=1) for _ in range(n)]  # see LocalExecutor.map_actors
         idle = list(actors)
         pending: dict[Any, tuple[int, Any]] = {}
         queue = list(enumerate(calls))[::-1]
@@ -117,7 +134,7 @@ class RayExecutor:
                 while queue and idle:
                     i, args = queue.pop()
                     actor = idle.pop()
-                    pending[getattr(actor, method).remote(*args)] = (i, actor)
+                    pending[actor.call.remote(method, *args)] = (i, actor)
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
                     i, actor = pending.pop(ref)

@@ -22,13 +22,6 @@ def _inputs(folder, n, fmt="PNG"):
 
 
 @pytest.fixture(scope="module")
-def vae(tmp_path_factory):
-    from test_generators import save_tiny_vae
-
-    return save_tiny_vae(tmp_path_factory.mktemp("eval-vae") / "vae")
-
-
-@pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A random-weight pixel export (training.checkpoint's format) and a tiny random VLM."""
     import torch
@@ -58,13 +51,14 @@ def _lora_adapter(vlm, out):
 
 
 @pytest.fixture(scope="module")
-def pairs(vae, tmp_path_factory):
-    """Aligned pixel pairs (the pipeline's defaults), every image in the test split."""
+def pairs(tmp_path_factory):
+    """Aligned pixel pairs (the pipeline's defaults, the trained embedded autoencoder: a random-weight one is
+    flagged degenerate by the audit), every image in the test split."""
     base = tmp_path_factory.mktemp("eval-pairs")
     (base / "aig.toml").write_text(ALL_TEST)
     out = base / "ds"
     run_aig("build-data", "-c", base / "aig.toml", "-o", out, "--input-list", _inputs(base, 4), "--size", 64,
-            "--executor", "local", "--stages", "ingest,reconstruct", "--autoencoder", vae)
+            "--executor", "local", "--stages", "ingest,reconstruct")
     return out
 
 
