@@ -116,7 +116,7 @@ def test_hostile_and_damaged_input_shards(tmp_path):
     assert sorted(p for p in tmp_path.parent.iterdir()) == before  # nothing written next to tmp_path
     assert not Path("/abs/olute.png").exists() and not (tmp_path / "escape.png").exists()
     written = {p.relative_to(out).parts[0] for p in out.rglob("*")}
-    assert written <= {"shards", "manifest", "catalog.duckdb", "info.json", ".aig.lock"}, written
+    assert written <= {"shards", "index", "manifest", "catalog.duckdb", "info.json", "README.md", ".aig.lock"}, written
     assert "OK" in run_aig("verify", out).stdout
 
 

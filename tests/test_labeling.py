@@ -105,7 +105,10 @@ def test_tiny_vlm_on_ray_constrained_idempotent_and_versioned(models, dataset, t
 
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("List semantic inconsistencies as JSON.")
-    run_aig(*args, "--prompt-file", prompt, "--no-constrained", "--max-attempts", "2", "--max-new-tokens", "40")
+    proc = run_aig(*args, "--prompt-file", prompt, "--no-constrained", "--max-attempts", "2", "--max-new-tokens", "40",
+                   check=False)
+    # A random model rarely writes JSON unconstrained: when no answer at all is usable the run says so (exit 1).
+    assert proc.returncode == 0 or "got no usable answer" in proc.stderr, proc.stderr
     versions = sql_rows(ds, "select prompt_version, count(*) n from semantic_labels group by all order by all")
     assert len(versions) == 2 and all(v["n"] == 15 for v in versions)
     unconstrained = sql_rows(ds, "select parse_status, attempts, raw_text from semantic_labels where prompt_version != 'v1'")
