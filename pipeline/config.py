@@ -13,9 +13,11 @@ from typing import Any
 DEFAULT_OUTPUT = "aig-data/default"
 STAGES = ("ingest", "reconstruct", "inpaint", "generate")
 LATENT_MODES = ("sample", "mode")
-PAIR_FORMATS = ("png", "jpeg-matched")
+PAIR_FORMATS = ("auto", "png", "jpeg-matched")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
-CANONICAL_POLICIES = ("cap", "center-crop", "native")
+CANONICAL_POLICIES = ("native", "cap", "center-crop")
+# --size when not given: native's maximum side (centre crop above it), cap's maximum side, center-crop's side
+DEFAULT_SIZE = {"native": 2048, "cap": 512, "center-crop": 512}
 IMAGE_FORMATS = ("png", "jpeg")
 
 
@@ -33,8 +35,10 @@ class InputConfig:
 
 @dataclass
 class IngestConfig:
-    policy: str = "cap"  # cap: native aspect, longest side <= size; center-crop: square crop resized to size
-    size: int = 512
+    # native: native pixels, centre-cropped (never resized) to at most size x size; cap: native aspect, downscaled
+    # to longest side <= size; center-crop: central square resized to size
+    policy: str = "native"
+    size: int | None = None  # None: DEFAULT_SIZE of the policy
     min_size: int = 32  # shorter side below this is rejected as too_small
     max_pixels: int = 89_478_485  # Pillow's decompression-bomb default
     image_format: str = "png"
@@ -49,8 +53,8 @@ class ReconstructConfig:
     # "ID", "ID:SUBFOLDER" or a table {model, subfolder, revision, name}
     autoencoders: list = field(default_factory=lambda: ["embedded"])
     latent: str = "sample"  # sample (seeded per pair) | mode
-    # png: both lossless | jpeg-matched: both at the real's own JPEG quality when it came as JPEG
-    pair_format: str = "png"
+    # auto (= jpeg-matched): both at the real's own JPEG quality when it came as JPEG, else both PNG | png: both lossless
+    pair_format: str = "auto"
     batch_size: int = 8
     dtype: str = "auto"  # auto: float16 on GPU, float32 on CPU
     tile_above: int = 1024  # tiled encode/decode for images with a side above this
@@ -67,7 +71,7 @@ class InpaintConfig:
     strength: float = 1.0
     guidance: float = 1.0
     use_caption: bool = False
-    pair_format: str = "png"
+    pair_format: str = "auto"
     batch_size: int = 1
     dtype: str = "auto"
     tile_above: int = 1024
@@ -177,6 +181,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         _merge(cfg, nested, "")
     if not (cfg.inputs.folders or cfg.inputs.lists or cfg.inputs.shards):
         cfg.inputs.embedded = True
+    if cfg.ingest.size is None and cfg.ingest.policy in DEFAULT_SIZE:
+        cfg.ingest.size = DEFAULT_SIZE[cfg.ingest.policy]
     validate(cfg)
     return cfg
 

@@ -53,7 +53,7 @@ def _prepare_once(plan_row: dict, cfg: IngestConfig, run_id: str) -> Outcome:
     img = canonicalize(img, cfg.policy, cfg.size)
     encoded, ext = encode_image(img, cfg.image_format, cfg.jpeg_quality)
     key = plan_row["key"]
-    canonical = f"{cfg.policy}:{cfg.size}" if cfg.policy != "native" else "native"
+    canonical = f"{cfg.policy}:{cfg.size}"
     return sample_outcome(
         key=key, data=encoded, ext=ext, run_id=run_id, stage=STAGE, task="both", split=plan_row["split"],
         label="real", source_id=key, group_id=plan_row["group_id"], input_path=plan_row["input_path"],
