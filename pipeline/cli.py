@@ -50,7 +50,8 @@ def build_data(
     t2i_model: Annotated[Optional[list[str]], typer.Option(help="Generate stage: diffusers text-to-image pipeline, hub id or path. Repeatable.")] = None,
     t2i_steps: Annotated[Optional[int], typer.Option(help="Generate stage: inference steps.")] = None,
     t2i_guidance: Annotated[Optional[float], typer.Option(help="Generate stage: guidance scale.")] = None,
-    t2i_size: Annotated[Optional[int], typer.Option(help="Generate stage: width and height.")] = None,
+    t2i_size: Annotated[Optional[int], typer.Option(help="Generate stage: pixel area as a side (SIZE x SIZE) [default: the pipeline's native size].")] = None,
+    t2i_aspect: Annotated[Optional[str], typer.Option(help="Generate stage: source (default: each fake at its source real's aspect ratio) or fixed (SIZE x SIZE).")] = None,
     prompts: Annotated[Optional[list[str]], typer.Option(help="Generate stage: a text file of extra prompts, one a line. Repeatable.")] = None,
     images_per_prompt: Annotated[Optional[int], typer.Option(help="Generate stage: images per caption.")] = None,
     negative_prompt: Annotated[Optional[str], typer.Option(help="Generate stage: negative prompt.")] = None,
@@ -78,7 +79,7 @@ def build_data(
         "reconstruct.latent": latent, "reconstruct.pair_format": pair_format, "inpaint.pair_format": pair_format,
         "inpaint.pipelines": inpaint_model, "inpaint.mask": inpaint_mask, "inpaint.steps": inpaint_steps, "generate.pipelines": t2i_model,
         "generate.steps": t2i_steps, "generate.guidance": t2i_guidance, "generate.width": t2i_size,
-        "generate.height": t2i_size, "generate.images_per_prompt": images_per_prompt, "generate.prompt_files": prompts,
+        "generate.height": t2i_size, "generate.aspect": t2i_aspect, "generate.images_per_prompt": images_per_prompt, "generate.prompt_files": prompts,
         "generate.negative_prompt": negative_prompt, "generate.scheduler": scheduler,
         "reconstruct.batch_size": batch_size, "inpaint.batch_size": batch_size, "generate.batch_size": batch_size,
     }

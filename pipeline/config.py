@@ -45,6 +45,9 @@ class IngestConfig:
     jpeg_quality: int = 95
     animated: str = "reject"  # animations are rejected (the only supported policy)
 
+    def resolved_size(self) -> int:
+        return self.size or DEFAULT_SIZE[self.policy]
+
 
 @dataclass
 class ReconstructConfig:
@@ -87,8 +90,11 @@ class GenerateConfig:
     images_per_prompt: int = 1
     steps: int = 30
     guidance: float = 5.0
-    width: int = 512
-    height: int = 512
+    width: int | None = None  # None: the pipeline's native side (its denoiser's sample size x the VAE factor)
+    height: int | None = None
+    # source: each fake at its source real's aspect ratio, at width x height pixels of area (rounded to the
+    # pipeline's multiple; prompts without a source image stay width x height) | fixed: width x height
+    aspect: str = "source"
     negative_prompt: str = ""
     scheduler: str | None = None  # a diffusers scheduler class name to swap in
     safety_checker: bool = False
@@ -182,7 +188,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if not (cfg.inputs.folders or cfg.inputs.lists or cfg.inputs.shards):
         cfg.inputs.embedded = True
     if cfg.ingest.size is None and cfg.ingest.policy in DEFAULT_SIZE:
-        cfg.ingest.size = DEFAULT_SIZE[cfg.ingest.policy]
+        cfg.ingest.size = cfg.ingest.resolved_size()
     validate(cfg)
     return cfg
 
@@ -223,7 +229,9 @@ def validate(cfg: BuildConfig) -> None:
     if cfg.inpaint.mask not in ("empty", "rectangle"):
         raise ConfigError(f"inpaint.mask '{cfg.inpaint.mask}' unknown; use empty or rectangle")
     gen = cfg.generate
-    if gen.width % 8 or gen.height % 8 or gen.steps < 1 or gen.images_per_prompt < 1:
+    if (gen.width or 8) % 8 or (gen.height or 8) % 8 or gen.steps < 1 or gen.images_per_prompt < 1:
         raise ConfigError("generate.width/height must be multiples of 8; steps and images_per_prompt >= 1")
+    if gen.aspect not in ("source", "fixed"):
+        raise ConfigError(f"generate.aspect '{gen.aspect}' unknown; use source or fixed")
     if cfg.runner.workers < 0 or cfg.runner.max_retries < 0:
         raise ConfigError("runner.workers and runner.max_retries must be >= 0")
