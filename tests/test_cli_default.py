@@ -35,11 +35,13 @@ def test_every_sample_has_provenance_and_caption(default_dataset):
     assert len({r["key"] for r in rows}) == 12
     for r in rows:
         assert "." not in r["key"] and r["caption"] and r["input_path"].startswith("embedded:")
-        assert max(r["width"], r["height"]) <= 512 and r["canonical"] == "cap:512"
+        assert r["canonical"] == "native:2048"
+        assert (r["width"], r["height"]) == (r["source_width"], r["source_height"])  # native: no photo is resized
     runs = sql_rows(out, "select * from runs")
     assert len(runs) == 1 and runs[0]["status"] == "complete"
     config = json.loads(runs[0]["config"])
-    assert config["ingest"]["policy"] == "cap" and config["inputs"]["embedded"] is True
+    assert config["ingest"]["policy"] == "native" and config["inputs"]["embedded"] is True
+    assert config["reconstruct"]["pair_format"] == "auto"
     versions = json.loads(runs[0]["versions"])
     assert versions["ray"] != "not installed" and versions["pillow"] != "not installed"
     assert runs[0]["git_commit"]
