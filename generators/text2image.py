@@ -34,8 +34,9 @@ def native_side(pipe) -> int:
 
 
 def size_multiple(pipe) -> int:
-    """Sides must be multiples of this: the VAE's factor (x2 for transformers, which patch or pack 2x2 latents)."""
-    return vae_scale(pipe) * (2 if getattr(pipe, "transformer", None) is not None else 1)
+    """Sides must be multiples of this: the VAE's factor (x2 for transformers, which patch or pack 2x2 latents),
+    at least 8 (diffusers' pipelines check it)."""
+    return max(8, vae_scale(pipe) * (2 if getattr(pipe, "transformer", None) is not None else 1))
 
 
 def aspect_size(aspect: float, area: int, multiple: int) -> tuple[int, int]:
