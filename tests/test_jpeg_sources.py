@@ -13,13 +13,16 @@ from test_train_pixel import FAST
 
 @pytest.fixture(scope="module")
 def jpeg_datasets(tmp_path_factory):
+    from test_generators import save_tiny_vae
+
     base = tmp_path_factory.mktemp("jpeg-sources")
-    make_images(base / "jpg", 8, size=(96, 72), fmt="JPEG")  # quality 90
+    vae = save_tiny_vae(base / "vae")
+    make_images(base / "jpg", 6, size=(256, 192), fmt="JPEG")  # quality 90; big enough for the grid statistic
     out = {}
-    for fmt in ("auto", "png"):  # the bundled trained autoencoder (a random one's output is no photo)
+    for fmt in ("auto", "png"):
         out[fmt] = base / fmt
         run_aig("build-data", "-o", out[fmt], "--input-dir", base / "jpg", "--executor", "local", "--stages",
-                "ingest,reconstruct", "--split", "0.6,0.2,0.2",
+                "ingest,reconstruct", "--autoencoder", vae, "--split", "0.6,0.4,0",
                 *(["--pair-format", fmt] if fmt != "auto" else []))
     return out
 
