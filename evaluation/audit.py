@@ -3,7 +3,10 @@
 Each attribute is scored by a one-feature classifier: AUROC of the attribute's value (numeric) or of the
 fake rate of its category (categorical), direction-free (max(a, 1 - a)). Above the threshold it predicts
 the label on its own: a shortcut. File size follows image content for a given format (reconstructions
-are smoother, so smaller PNGs), so it is reported and noted, not counted as a shortcut.
+are smoother, so smaller PNGs), so it is reported and noted, not counted as a shortcut. So is the strength
+of the JPEG grid in the decoded pixels (`blockiness`, evaluation.blockiness); its presence counts
+(`jpeg_trace`: the stored file is a JPEG or its pixels carry a grid), so reals that keep their source's
+JPEG grid while their reconstructions lose it are a shortcut even when both are stored as PNG.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import io
 import math
 from dataclasses import dataclass, field
 
-NUMERIC = ("jpeg_quality", "input_quality", "width", "height", "aspect", "file_size")
-CATEGORICAL = ("format", "mode", "exif")
-CONTENT_DEPENDENT = ("file_size",)
+NUMERIC = ("jpeg_quality", "input_quality", "width", "height", "aspect", "blockiness", "file_size")
+CATEGORICAL = ("format", "mode", "exif", "square", "jpeg_trace")
+CONTENT_DEPENDENT = {"file_size": "content-dependent (smoother images compress smaller): not counted as a shortcut",
+                     "blockiness": "its strength follows content: not counted (jpeg_trace, its presence, is)"}
 # Median reconstruction PSNR (dB) below which a pixel-pair generator is degenerate: real autoencoders
 # reconstruct photos at 25-35 dB; a flat grey or black output scores about 5-12 dB.
 PSNR_FLOOR = 15.0
@@ -43,17 +47,23 @@ class AuditResult:
 
 
 def image_features(data: bytes) -> dict:
-    """Container facts from the header (no full decode)."""
+    """Container facts from the header, and the blockiness of the decoded pixels."""
+    import numpy as np
     from PIL import Image
 
     from pipeline.jpeg_quality import estimate_quality
+
+    from .blockiness import blockiness, jpeg_trace
 
     with Image.open(io.BytesIO(data)) as img:
         fmt = img.format or "?"
         w, h = img.size
         exif = bool(img.getexif()) or "exif" in img.info
         quality = estimate_quality(getattr(img, "quantization", None)) if fmt == "JPEG" else None
-        return {"format": fmt, "mode": img.mode, "width": w, "height": h, "aspect": round(w / h, 4),
+        mode = img.mode
+        block = blockiness(np.asarray(img.convert("RGB")))
+        return {"format": fmt, "mode": mode, "width": w, "height": h, "aspect": round(w / h, 4),
+                "square": "yes" if w == h else "no", "blockiness": block, "jpeg_trace": jpeg_trace(fmt, block),
                 "exif": "yes" if exif else "no", "jpeg_quality": quality, "file_size": len(data)}
 
 
@@ -100,17 +110,18 @@ def summarize(task: str, rows: list[dict]) -> list[dict]:
         def dist(a):
             counts: dict[str, int] = {}
             for r in rs:
-                k = "-" if r[a] is None else str(r[a])
+                k = "-" if r.get(a) is None else str(r[a])
                 counts[k] = counts.get(k, 0) + 1
             return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
 
         def rng(a):
-            vals = [r[a] for r in rs if r[a] is not None]
+            vals = [r[a] for r in rs if r.get(a) is not None and r[a] == r[a]]  # not None, not NaN
             return f"{min(vals)}–{max(vals)}" if vals else "-"
 
         out.append({"task": task, "split": split, "label": label, "n": len(rs), "format": dist("format"),
                     "jpeg_quality": rng("jpeg_quality"), "input_quality": rng("input_quality"),
                     "width": rng("width"), "height": rng("height"), "aspect": rng("aspect"),
+                    "square": dist("square"), "blockiness": rng("blockiness"), "jpeg_trace": dist("jpeg_trace"),
                     "exif": dist("exif"), "mode": dist("mode"),
                     "file_size_kb": f"{min(r['file_size'] for r in rs) / 1e3:.1f}–{max(r['file_size'] for r in rs) / 1e3:.1f}"})
     return out
@@ -123,12 +134,15 @@ def audit_rows(rows: list[dict], threshold: float = 0.6) -> AuditResult:
         result.summary += summarize(task, rs)
         labels = [1 if r["label"] == "fake" else 0 for r in rs]
         for attr in CATEGORICAL + NUMERIC:
-            a = one_feature_auroc([r[attr] for r in rs], labels, attr in CATEGORICAL)
+            if not any(attr in r for r in rs):
+                continue
+            values = [r.get(attr) for r in rs]
+            values = [None if v != v else v for v in values]  # NaN (too small to measure) is missing
+            a = one_feature_auroc(values, labels, attr in CATEGORICAL)
             if math.isnan(a):
                 continue
             above = a > threshold
-            note = ("content-dependent (smoother images compress smaller): not counted as a shortcut"
-                    if above and attr in CONTENT_DEPENDENT else "")
+            note = CONTENT_DEPENDENT[attr] if above and attr in CONTENT_DEPENDENT else ""
             result.scores.append(Finding(task, attr, a, above and attr not in CONTENT_DEPENDENT, note))
     return result
 
@@ -169,11 +183,13 @@ def audit_dataset(root, threshold: float = 0.6) -> AuditResult:
 
 
 def to_markdown(result: AuditResult) -> str:
-    lines = ["| task | split | label | n | format | JPEG q (file) | JPEG q (input) | width | height | aspect | EXIF | mode | file size (kB) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | split | label | n | format | JPEG q (file) | JPEG q (input) | width | height | aspect | square "
+             "| blockiness | JPEG trace | EXIF | mode | file size (kB) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in result.summary:
         lines.append("| " + " | ".join(str(s[k]) for k in ("task", "split", "label", "n", "format", "jpeg_quality",
-                     "input_quality", "width", "height", "aspect", "exif", "mode", "file_size_kb")) + " |")
+                     "input_quality", "width", "height", "aspect", "square", "blockiness", "jpeg_trace", "exif", "mode",
+                     "file_size_kb")) + " |")
     lines += ["", f"One-feature AUROC (shortcut above {result.threshold}):", "",
               "| task | attribute | AUROC | verdict |", "|---|---|---|---|"]
     for f in result.scores:

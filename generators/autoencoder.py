@@ -150,10 +150,11 @@ def _decode(ae: LoadedAutoencoder, z, seeds: list[int]):
 
 
 def crop_to_multiple(width: int, height: int, factor: int) -> tuple[int, int, int, int]:
-    """Centre crop box (left, top, right, bottom) making both sides multiples of factor."""
-    w, h = width // factor * factor, height // factor * factor
-    left, top = (width - w) // 2, (height - h) // 2
-    return left, top, left + w, top + h
+    """Centre crop box (left, top, right, bottom) making both sides multiples of factor; its offsets keep a
+    JPEG source's block grid in phase (jpeg-matched pairs then re-encode on the source's own grid)."""
+    from pipeline.decode import center_box
+
+    return center_box(width, height, width // factor * factor, height // factor * factor)
 
 
 def reconstruct(ae: LoadedAutoencoder, images, seeds: list[int], latent: str, tile: bool = False):

@@ -148,7 +148,7 @@ class ReconstructWorker:
                                     meta["problem"], meta["error"])]
         recon_psnr = psnr(crop, recon)
         fmt, quality = "png", None
-        if self.cfg.pair_format == "jpeg-matched" and row.get("source_quality"):
+        if self.cfg.pair_format in ("auto", "jpeg-matched") and row.get("source_quality"):
             fmt, quality = "jpeg", int(row["source_quality"])
         common = {"pair_id": pair_id, "source_key": row["key"], "crop": list(box), "pair_format": self.cfg.pair_format,
                   "jpeg_quality": quality}

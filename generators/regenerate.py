@@ -94,6 +94,7 @@ def _text2image(rows: dict, row: dict, prov: dict):
     from .text2image import PipelineSpec, TextToImageWorker
 
     cfg = GenerateConfig(steps=prov["steps"], guidance=prov["guidance"], width=prov["width"], height=prov["height"],
+                         aspect="fixed",
                          negative_prompt=prov.get("negative_prompt") or "", scheduler=prov["scheduler"],
                          safety_checker=prov.get("safety_checker") == "on", dtype=prov["dtype"])
     worker = TextToImageWorker(PipelineSpec(row["generator"], prov["model_id"], prov.get("revision")), cfg,
@@ -101,6 +102,8 @@ def _text2image(rows: dict, row: dict, prov: dict):
     jobs = []
     for key in prov["batch"]:
         r = rows[key]
-        jobs.append({"key": key, "row": r, "prompt": r["prompt"], "seed": r["seed"]})
+        p = provenance_of(r)
+        jobs.append({"key": key, "row": r, "prompt": r["prompt"], "seed": r["seed"], "width": p["width"],
+                     "height": p["height"]})
     images = worker.render(jobs, prov.get("oom_splits", 0))
     return images[prov["batch"].index(row["key"])][0]

@@ -20,6 +20,33 @@ STAGE = "generate"
 KIND = "text-to-image"
 
 
+def vae_scale(pipe) -> int:
+    return int(getattr(pipe, "vae_scale_factor", None) or 8)
+
+
+def native_side(pipe) -> int:
+    """The pipeline's native image side in pixels: its denoiser's sample size times the VAE's factor."""
+    for name in ("unet", "transformer"):
+        s = getattr(getattr(getattr(pipe, name, None), "config", None), "sample_size", None)
+        if isinstance(s, int):
+            return s * vae_scale(pipe)
+    d = getattr(pipe, "default_sample_size", None)
+    return d * vae_scale(pipe) if isinstance(d, int) else 512
+
+
+def size_multiple(pipe) -> int:
+    """Sides must be multiples of this: the VAE's factor (x2 for transformers, which patch or pack 2x2 latents),
+    at least 8 (diffusers' pipelines check it)."""
+    return max(8, vae_scale(pipe) * (2 if getattr(pipe, "transformer", None) is not None else 1))
+
+
+def aspect_size(aspect: float, area: int, multiple: int) -> tuple[int, int]:
+    """(width, height) of about `area` pixels at `aspect` (width / height), each side a multiple of `multiple`."""
+    w = max(multiple, round((area * aspect) ** 0.5 / multiple) * multiple)
+    h = max(multiple, round((area / aspect) ** 0.5 / multiple) * multiple)
+    return w, h
+
+
 @dataclass(frozen=True)
 class PipelineSpec:
     name: str
@@ -44,6 +71,15 @@ class TextToImageWorker:
         self.spec, self.cfg = spec, cfg
         self.pipe, self.commit = load_pipeline(spec.model, spec.revision, self.device, self.dtype, cfg.scheduler,
                                                cfg.safety_checker)
+        native = native_side(self.pipe)
+        self.base_size = (cfg.width or native, cfg.height or native)
+
+    def job_size(self, row: dict) -> tuple[int, int]:
+        """aspect 'source': the source real's aspect ratio at the configured (or native) pixel area; else fixed."""
+        w, h = self.base_size
+        if self.cfg.aspect == "source" and row.get("width") and row.get("height"):
+            return aspect_size(row["width"] / row["height"], w * h, size_multiple(self.pipe))
+        return w, h
 
     def run_chunk(self, root: str, chunk: int, real_rows: list[dict], shard_cfg: ShardConfig, run_id: str,
                   group: str | None = None) -> dict:
@@ -61,12 +97,14 @@ class TextToImageWorker:
                 continue
             for i in range(self.cfg.images_per_prompt):
                 key = f"{row['source_id']}-{self.spec.name}-{i}"
-                out.append({"key": key, "row": row, "prompt": row["caption"], "seed": pair_seed(self.cfg.seed, key)})
+                w, h = self.job_size(row)
+                out.append({"key": key, "row": row, "prompt": row["caption"], "seed": pair_seed(self.cfg.seed, key),
+                            "width": w, "height": h})
         return out
 
     def generate_rows(self, real_rows: list[dict], run_id: str, group: str = "", chunk: int = 0) -> list[Outcome]:
         jobs = self.jobs(real_rows)
-        images = run_in_batches(jobs, self.cfg.batch_size, key=lambda j: 0, fn=self.render)
+        images = run_in_batches(jobs, self.cfg.batch_size, key=lambda j: (j["width"], j["height"]), fn=self.render)
         return [self._outcome(job, img, meta, run_id, group, chunk) for job, (img, meta) in zip(jobs, images)]
 
     def render(self, batch: list[dict], splits: int) -> list:
@@ -74,8 +112,8 @@ class TextToImageWorker:
         import torch
 
         cfg = self.cfg
-        kwargs = {"num_inference_steps": cfg.steps, "guidance_scale": cfg.guidance, "height": cfg.height,
-                  "width": cfg.width, "output_type": "np"}
+        kwargs = {"num_inference_steps": cfg.steps, "guidance_scale": cfg.guidance, "height": batch[0]["height"],
+                  "width": batch[0]["width"], "output_type": "np"}
         if cfg.negative_prompt:
             kwargs["negative_prompt"] = [cfg.negative_prompt] * len(batch)
 
@@ -95,7 +133,8 @@ class TextToImageWorker:
             "kind": KIND, "model_id": self.spec.model, "revision": self.spec.revision, "commit": self.commit,
             "pipeline": type(self.pipe).__name__, "scheduler": type(self.pipe.scheduler).__name__,
             "steps": cfg.steps, "guidance": cfg.guidance, "seed": job["seed"], "prompt": job["prompt"],
-            "negative_prompt": cfg.negative_prompt or None, "width": cfg.width, "height": cfg.height,
+            "negative_prompt": cfg.negative_prompt or None, "width": job["width"], "height": job["height"],
+            "aspect": cfg.aspect,
             "dtype": str(self.dtype).removeprefix("torch."), "device": self.device, "threads": self.threads,
             "safety_checker": "on" if cfg.safety_checker else "off", "source_key": job["row"].get("key"), **meta,
             **versions(),

@@ -15,9 +15,11 @@ from typing import Any
 DEFAULT_OUTPUT = "aig-data/default"
 STAGES = ("ingest", "reconstruct", "inpaint", "generate")
 LATENT_MODES = ("sample", "mode")
-PAIR_FORMATS = ("png", "jpeg-matched")
+PAIR_FORMATS = ("auto", "png", "jpeg-matched")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
-CANONICAL_POLICIES = ("cap", "center-crop", "native")
+CANONICAL_POLICIES = ("native", "cap", "center-crop")
+# --size when not given: native's maximum side (centre crop above it), cap's maximum side, center-crop's side
+DEFAULT_SIZE = {"native": 2048, "cap": 512, "center-crop": 512}
 IMAGE_FORMATS = ("png", "jpeg")
 LIST_FORMATS = ("txt", "csv", "tsv", "tsv.gz", "csv.gz", "json", "jsonl", "jsonl.gz", "parquet")
 # a config file has one table per command: [build-data], [train], [sql], ...
@@ -56,8 +58,10 @@ class DownloadConfig:
 
 @dataclass
 class IngestConfig:
-    policy: str = "cap"  # cap: native aspect, longest side <= size; center-crop: square crop resized to size
-    size: int = 512
+    # native: native pixels, centre-cropped (never resized) to at most size x size; cap: native aspect, downscaled
+    # to longest side <= size; center-crop: central square resized to size
+    policy: str = "native"
+    size: int | None = None  # None: DEFAULT_SIZE of the policy
     min_size: int = 32  # shorter side below this is rejected as too_small
     max_pixels: int = 89_478_485  # Pillow's decompression-bomb default
     image_format: str = "png"
@@ -67,6 +71,9 @@ class IngestConfig:
     near_dup: str = "group"  # group: near-duplicates share a group (and split) | drop: they fail | off
     near_dup_distance: int = 10  # pHash bits (of 64) within which two images are near-duplicates
 
+    def resolved_size(self) -> int:
+        return self.size or DEFAULT_SIZE[self.policy]
+
 
 @dataclass
 class ReconstructConfig:
@@ -75,8 +82,8 @@ class ReconstructConfig:
     # "ID", "ID:SUBFOLDER" or a table {model, subfolder, revision, name}
     autoencoders: list = field(default_factory=lambda: ["embedded"])
     latent: str = "sample"  # sample (seeded per pair) | mode
-    # png: both lossless | jpeg-matched: both at the real's own JPEG quality when it came as JPEG
-    pair_format: str = "png"
+    # auto (= jpeg-matched): both at the real's own JPEG quality when it came as JPEG, else both PNG | png: both lossless
+    pair_format: str = "auto"
     batch_size: int = 8
     dtype: str = "auto"  # auto: float16 on GPU, float32 on CPU
     tile_above: int = 1024  # tiled encode/decode for images with a side above this
@@ -93,7 +100,7 @@ class InpaintConfig:
     strength: float = 1.0
     guidance: float = 1.0
     use_caption: bool = False
-    pair_format: str = "png"
+    pair_format: str = "auto"
     batch_size: int = 1
     dtype: str = "auto"
     tile_above: int = 1024
@@ -109,8 +116,11 @@ class GenerateConfig:
     images_per_prompt: int = 1
     steps: int = 30
     guidance: float = 5.0
-    width: int = 512
-    height: int = 512
+    width: int | None = None  # None: the pipeline's native side (its denoiser's sample size x the VAE factor)
+    height: int | None = None
+    # source: each fake at its source real's aspect ratio, at width x height pixels of area (rounded to the
+    # pipeline's multiple; prompts without a source image stay width x height) | fixed: width x height
+    aspect: str = "source"
     negative_prompt: str = ""
     scheduler: str | None = None  # a diffusers scheduler class name to swap in
     safety_checker: bool = False
@@ -257,6 +267,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         _merge(cfg, nested, "")
     if not (cfg.inputs.folders or cfg.inputs.lists or cfg.inputs.shards):
         cfg.inputs.embedded = True
+    if cfg.ingest.size is None and cfg.ingest.policy in DEFAULT_SIZE:
+        cfg.ingest.size = cfg.ingest.resolved_size()
     validate(cfg)
     return cfg
 
@@ -307,7 +319,9 @@ def validate(cfg: BuildConfig) -> None:
     if cfg.inpaint.mask not in ("empty", "rectangle"):
         raise ConfigError(f"inpaint.mask '{cfg.inpaint.mask}' unknown; use empty or rectangle")
     gen = cfg.generate
-    if gen.width % 8 or gen.height % 8 or gen.steps < 1 or gen.images_per_prompt < 1:
+    if (gen.width or 8) % 8 or (gen.height or 8) % 8 or gen.steps < 1 or gen.images_per_prompt < 1:
         raise ConfigError("generate.width/height must be multiples of 8; steps and images_per_prompt >= 1")
+    if gen.aspect not in ("source", "fixed"):
+        raise ConfigError(f"generate.aspect '{gen.aspect}' unknown; use source or fixed")
     if cfg.runner.workers < 0 or cfg.runner.max_retries < 0:
         raise ConfigError("runner.workers and runner.max_retries must be >= 0")

@@ -136,10 +136,22 @@ def decode_image(data: bytes, limits: DecodeLimits) -> tuple[Image.Image, Source
     return rgb, SourceInfo(fmt, mode, rgb.width, rgb.height, quality)
 
 
+JPEG_GRID = 16  # a JPEG's block grid repeats every 8 px (16 px with 4:2:0 chroma): crops keep it in phase
+
+
+def center_box(width: int, height: int, w: int, h: int, align: int = JPEG_GRID) -> tuple[int, int, int, int]:
+    """A w x h box (left, top, right, bottom) near the centre, its offsets multiples of `align`."""
+    left, top = (width - w) // 2 // align * align, (height - h) // 2 // align * align
+    return left, top, left + w, top + h
+
+
 def canonicalize(img: Image.Image, policy: str, size: int) -> Image.Image:
-    """cap: longest side <= size (downscale only); center-crop: central square resized to size; native: as is."""
+    """native: native pixels, centre-cropped to at most size x size (never resized); cap: longest side <= size
+    (downscale only); center-crop: central square resized to size."""
     if policy == "native":
-        return img
+        if max(img.size) <= size:
+            return img
+        return img.crop(center_box(img.width, img.height, min(img.width, size), min(img.height, size)))
     if policy == "cap":
         longest = max(img.size)
         if longest <= size:

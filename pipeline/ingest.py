@@ -50,10 +50,11 @@ def _prepare_once(plan_row: dict, cfg: IngestConfig, run_id: str) -> Outcome:
     if sha != plan_row["source_sha256"]:
         raise Rejected("changed", "file content changed between planning and ingest; re-run build-data")
     img, src = decode_image(data, DecodeLimits(cfg.min_size, cfg.max_pixels))
-    img = canonicalize(img, cfg.policy, cfg.size)
+    size = cfg.resolved_size()
+    img = canonicalize(img, cfg.policy, size)
     encoded, ext = encode_image(img, cfg.image_format, cfg.jpeg_quality)
     key = plan_row["key"]
-    canonical = f"{cfg.policy}:{cfg.size}" if cfg.policy != "native" else "native"
+    canonical = f"{cfg.policy}:{size}"
     return sample_outcome(
         key=key, data=encoded, ext=ext, run_id=run_id, stage=STAGE, task="both", split=plan_row["split"],
         label="real", source_id=key, group_id=plan_row["group_id"], input_path=plan_row["input_path"],

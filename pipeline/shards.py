@@ -10,6 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MTIME = 0  # fixed, so the same samples give byte-identical tars
+IMAGE_MEMBERS = ("png", "jpg", "jpeg", "webp")  # the image member a stored sample may have
+
+
+def image_member(sample: dict) -> bytes:
+    """The image bytes of a webdataset sample dict, whichever image member it has (KeyError if none)."""
+    for ext in IMAGE_MEMBERS:
+        if ext in sample:
+            return sample[ext]
+    raise KeyError(f"{sample.get('__key__', '?')}: no image member ({', '.join(IMAGE_MEMBERS)})")
 
 
 @dataclass(frozen=True)

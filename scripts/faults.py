@@ -55,6 +55,7 @@ def disk_full(work: Path) -> dict:
         make_images(folder, 60, size=(192, 160))
     args = ingest_args(folder, "ray", size=160)
     args[args.index("--policy") + 1] = "native"
+    args[args.index("--size") + 1] = 2048  # native pixels: no crop
     clean, _ = clean_run(args, work / "clean-disk")
     disk = work / "disk"
     why = mount_tmpfs(disk, 24 * 2**20)

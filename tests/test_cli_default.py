@@ -36,11 +36,13 @@ def test_every_sample_has_provenance_and_caption(default_dataset):
     assert len({r["key"] for r in rows}) == 12
     for r in rows:
         assert "." not in r["key"] and r["caption"] and r["input_path"].startswith("embedded:")
-        assert max(r["width"], r["height"]) <= 512 and r["canonical"] == "cap:512"
+        assert r["canonical"] == "native:2048"
+        assert (r["width"], r["height"]) == (r["source_width"], r["source_height"])  # native: no photo is resized
     runs = sql_rows(out, "select * from runs")
     assert len(runs) == 1 and runs[0]["status"] == "complete"
     config = json.loads(runs[0]["config"])
-    assert config["ingest"]["policy"] == "cap" and config["inputs"]["embedded"] is True
+    assert config["ingest"]["policy"] == "native" and config["inputs"]["embedded"] is True
+    assert config["reconstruct"]["pair_format"] == "auto"
     versions = json.loads(runs[0]["versions"])
     assert versions["ray"] != "not installed" and versions["pillow"] != "not installed"
     assert runs[0]["git_commit"]
@@ -70,7 +72,8 @@ def test_shards_readable_by_standard_consumers(default_dataset):
     samples = list(wds.WebDataset([str(f) for f in files], shardshuffle=False).decode("pil"))
     assert len(samples) == 36
     for s in samples:
-        assert s["png"].mode == "RGB" and s["json"]["key"] == s["__key__"]
+        img = s["png"] if "png" in s else s["jpg"]  # pairs from JPEG sources are jpeg-matched
+        assert img.mode == "RGB" and s["json"]["key"] == s["__key__"]
     # timm-style _info.json: filenames relative to the group folder
     group_info = json.loads((out / "shards" / "real" / "_info.json").read_text())
     for split in group_info["splits"].values():

@@ -117,6 +117,37 @@ def test_audit_flags_only_predictive_attributes():
     assert one_feature_auroc(["a", "a", "a", "a"], [1, 0, 1, 0], True) == 0.5
 
 
+def test_audit_catches_all_square_fakes_that_aspect_alone_misses():
+    reals = [_row("semantic", "real", width=w, height=h, aspect=round(w / h, 4), square="no")
+             for w, h in ((640, 480), (480, 640), (500, 520), (520, 500), (700, 400), (400, 700))]
+    fakes = [_row("semantic", "fake", width=512, height=512, aspect=1.0, square="yes") for _ in range(6)]
+    res = audit_rows(reals + fakes, threshold=0.6)
+    by = {f.attribute: f for f in res.scores}
+    assert by["aspect"].auroc < 0.6 and not by["aspect"].shortcut  # reals on both sides of 1.0
+    assert by["square"].auroc == 1.0 and by["square"].shortcut
+
+
+def test_blockiness_sees_a_jpeg_grid_in_decoded_pixels():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from evaluation.blockiness import blockiness, jpeg_trace
+
+    rng = np.random.default_rng(0)
+    smooth = np.asarray(Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((256, 192), Image.BICUBIC))
+    img = Image.fromarray(np.clip(smooth + rng.normal(0, 4, smooth.shape), 0, 255).astype(np.uint8))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=75)
+    decoded = np.asarray(Image.open(buf).convert("RGB"))
+    plain, grid = blockiness(np.asarray(img)), blockiness(decoded)
+    shifted = blockiness(decoded[3:, 5:])  # a crop off the grid: the grid's phase is found, not assumed
+    assert plain < 0.1 <= min(grid, shifted), (plain, grid, shifted)
+    assert math.isnan(blockiness(decoded[:64, :64]))  # too few blocks to tell
+    assert jpeg_trace("PNG", grid) == "yes" and jpeg_trace("PNG", plain) == "no" and jpeg_trace("JPEG", plain) == "yes"
+
+
 def test_sweep_perturbations():
     from PIL import Image
 

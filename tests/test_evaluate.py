@@ -113,7 +113,8 @@ def test_audit_catches_planted_format_shortcut(tmp_path):
     assert "SHORTCUT: pixel: 'format' alone predicts the label (AUROC 1.000 > 0.6)" in proc.stdout
     assert "| pixel | test | real | 3 | JPEG 3 | 90–90 |" in proc.stdout
     data = json.loads(run_aig("audit", ds, "--json", "--threshold", 0.9).stdout)
-    assert {f["attribute"] for f in data["shortcuts"]} == {"format", "jpeg_quality"}  # size and mode are aligned
+    # size and mode are aligned; the reals' JPEG grid is seen in their pixels too
+    assert {f["attribute"] for f in data["shortcuts"]} == {"format", "jpeg_quality", "jpeg_trace"}
 
 
 @pytest.mark.slow

@@ -56,6 +56,7 @@ def test_ray_worker_killed_mid_stage_run_completes(tmp_path):
 def _disk_full(inputs, tmp_path, small_disk, executor):
     args = ingest_args(inputs, executor, size=160)
     args[args.index("--policy") + 1] = "native"  # bigger PNGs: the run needs a few MiB
+    args[args.index("--size") + 1] = 2048  # native pixels: no crop
     clean, _ = clean_run(args, tmp_path / "clean")
     record = disk_full_then_resume(args, small_disk, clean, dataset_bytes(tmp_path / "clean"))
     assert record["first_rc"] == 2, record

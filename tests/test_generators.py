@@ -55,7 +55,7 @@ def built(models, tmp_path_factory):
     out = base / "ds"
     prompts = base / "prompts.txt"
     prompts.write_text("# extra prompts\na red bicycle leaning on a wall\n\na bowl of soup\n")
-    proc = run_aig("build-data", "-o", out, "--input-list", make_inputs(base), "--size", 64, "--executor", "local",
+    proc = run_aig("build-data", "-o", out, "--input-list", make_inputs(base), "--executor", "local",
                    "--prompts", prompts, *model_args(models))
     return out, proc
 
@@ -111,6 +111,19 @@ def test_provenance_is_complete(built):
     by_sql = sql_rows(out, "select count(*) as n from samples where provenance->>'kind' = 'autoencoder' "
                            "and cast(provenance->>'steps' as int) is null")
     assert by_sql == [{"n": 6}]
+
+
+def test_text_to_image_fakes_take_their_source_aspect(built):
+    out, _ = built
+    rows = sql_rows(out, """
+        select s.width, s.height, r.width as rw, r.height as rh, s.provenance->>'aspect' as aspect
+        from samples s left join samples r on r.key = s.provenance->>'source_key'
+        where s.generator_kind = 'text-to-image' order by s.key""")
+    sourced = [r for r in rows if r["rw"]]
+    assert len(sourced) == 6 and {(r["rw"], r["rh"]) for r in sourced} == {(90, 70)}  # reals at native resolution
+    # 90:70 at --t2i-size 32's area (32 x 32 pixels), sides multiples of 8 (what diffusers' pipelines accept)
+    assert {(r["width"], r["height"], r["aspect"]) for r in sourced} == {(40, 32, "source")}
+    assert [(r["width"], r["height"]) for r in rows if not r["rw"]] == [(32, 32)] * 2  # prompts: no source image
 
 
 def test_regenerate_is_exact(built):

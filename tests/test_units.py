@@ -53,10 +53,34 @@ def test_split_assignment_is_deterministic_and_proportional():
 
 
 @pytest.mark.parametrize("policy,size,expected", [
-    ("cap", 100, (100, 50)), ("cap", 300, (200, 100)), ("center-crop", 64, (64, 64)), ("native", 10, (200, 100)),
+    ("cap", 100, (100, 50)), ("cap", 300, (200, 100)), ("center-crop", 64, (64, 64)), ("native", 300, (200, 100)),
+    ("native", 150, (150, 100)), ("native", 64, (64, 64)),
 ])
 def test_canonicalize(policy, size, expected):
     assert canonicalize(Image.new("RGB", (200, 100)), policy, size).size == expected
+
+
+def test_native_policy_crops_native_pixels_on_the_jpeg_grid():
+    import numpy as np
+
+    from pipeline.config import load_config
+
+    src = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 437, 3), dtype=np.uint8))
+    out = canonicalize(src, "native", 128)
+    left, top = (437 - 128) // 2 // 16 * 16, (300 - 128) // 2 // 16 * 16  # centre, aligned to the 16 px JPEG MCU
+    assert out.size == (128, 128) and out.tobytes() == src.crop((left, top, left + 128, top + 128)).tobytes()
+    cfg = load_config(None, {})
+    assert (cfg.ingest.policy, cfg.ingest.size, cfg.reconstruct.pair_format) == ("native", 2048, "auto")
+    assert load_config(None, {"ingest.policy": "cap"}).ingest.size == 512
+
+
+def test_aspect_matched_sizes():
+    from generators.text2image import aspect_size
+
+    assert aspect_size(640 / 427, 512 * 512, 8) == (624, 416)  # a COCO photo at SD 1.5's area
+    assert aspect_size(1.0, 1024 * 1024, 16) == (1024, 1024)
+    w, h = aspect_size(3 / 4, 1024 * 1024, 16)
+    assert w % 16 == 0 and h % 16 == 0 and abs(w / h - 0.75) < 0.02 and abs(w * h / 1024 ** 2 - 1) < 0.03
 
 
 def test_transient_read_errors_are_retried_then_recorded(monkeypatch, tmp_path):

@@ -68,6 +68,8 @@ def raw_pairs(shards: list[str], slot: int, nslots: int, seed: int, epoch: int, 
     """This slot's pairs of one epoch, undecoded: {'pair_id', 'real': bytes, 'fake': bytes, 'keys'}."""
     from webdataset.tariterators import tarfile_samples
 
+    from pipeline.shards import image_member
+
     order = list(shards)
     if epoch >= 0:  # epoch -1: file order (evaluation)
         random.Random(derive_seed(seed, "shards", epoch)).shuffle(order)
@@ -78,7 +80,7 @@ def raw_pairs(shards: list[str], slot: int, nslots: int, seed: int, epoch: int, 
     for s in tarfile_samples(({"url": u} for u in mine), handler=skips):
         try:
             meta = json.loads(s["json"])
-            pid, label, img = meta["pair_id"], meta["label"], s["png"]
+            pid, label, img = meta["pair_id"], meta["label"], image_member(s)
         except Exception as e:  # missing or broken member
             skips(e)
             continue

@@ -9,7 +9,6 @@ import json
 import random
 from dataclasses import dataclass
 
-IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
 
 
 @dataclass
@@ -25,11 +24,13 @@ def read_records(shards: list[str], skips) -> list[Record]:
     """Every readable record of the shards, in file order; unreadable ones are counted in `skips`."""
     from webdataset.tariterators import tarfile_samples
 
+    from pipeline.shards import image_member
+
     out = []
     for s in tarfile_samples(({"url": u} for u in sorted(shards)), handler=skips):
         try:
             meta = json.loads(s["json"])
-            img = next(s[e] for e in IMAGE_EXTS if e in s)
+            img = image_member(s)
             msgs = meta["messages"]
             if msgs[-1]["role"] != "assistant":
                 raise ValueError(f"{s['__key__']}: the last message must be the assistant's answer")
