@@ -429,7 +429,7 @@ def img2dataset_run(exe: Path, images: Path, out: Path, n: int, workdir: Path) -
            "--output_folder", str(out), "--image_size", str(SIZE), "--resize_mode", "center_crop",
            "--encode_format", "jpg", "--encode_quality", "95", "--processes_count", "2", "--thread_count", "2",
            "--number_sample_per_shard", str(PER_SHARD), "--enable_wandb", "False", "--compute_hash", "sha256"]
-    w = watch(cmd, workdir / "img2dataset.log")
+    w = watch(cmd, workdir / "img2dataset.log", {"NO_ALBUMENTATIONS_UPDATE": "1"})
     ok = sum(json.loads(f.read_text()).get("successes", 0) for f in out.glob("*_stats.json"))
     if w["returncode"] != 0 or ok != n:
         sys.exit(f"img2dataset: exit {w['returncode']}, {ok} of {n} images; log: {workdir / 'img2dataset.log'}")
