@@ -618,6 +618,19 @@ def cpu_main(args) -> None:
               f"(vs batched: {'met' if p8 / s >= target else 'MISSED'})")
     if args.write_results:
         write_block(BEGIN, END, text)
+        if not _cuda_available():
+            from results import mark_not_measured
+
+            mark_not_measured(GPU_BEGIN, GPU_END, "no CUDA device; run benchmarks/gpu_all.sh on a GPU machine")
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
 
 
 # ------------------------------------------------------------------------------------------------

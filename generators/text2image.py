@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pipeline.chunks import Outcome, sample_outcome, write_chunk
@@ -13,7 +14,7 @@ from .batching import run_in_batches
 from .devices import torch_setup, versions
 from .diffusion import load_pipeline
 from .naming import generator_name
-from .reconstruct import pair_seed
+from .reconstruct import cpu_threads, pair_seed
 
 STAGE = "generate"
 KIND = "text-to-image"
@@ -64,9 +65,14 @@ class TextToImageWorker:
         return out
 
     def generate_rows(self, real_rows: list[dict], run_id: str) -> list[Outcome]:
+        """Batches on the model; each batch's PNGs are encoded in a CPU pool while the model runs the next."""
         jobs = self.jobs(real_rows)
-        images = run_in_batches(jobs, self.cfg.batch_size, key=lambda j: 0, fn=self.render)
-        return [self._outcome(job, img, meta, run_id) for job, (img, meta) in zip(jobs, images)]
+        with ThreadPoolExecutor(max_workers=cpu_threads(self.device)) as pool:
+            def batch(part: list[dict], splits: int) -> list:
+                return [pool.submit(self._outcome, job, img, meta, run_id)
+                        for job, (img, meta) in zip(part, self.render(part, splits))]
+
+            return [f.result() for f in run_in_batches(jobs, self.cfg.batch_size, key=lambda j: 0, fn=batch)]
 
     def render(self, batch: list[dict], splits: int) -> list:
         import torch
