@@ -104,8 +104,12 @@ def crop_to_multiple(width: int, height: int, factor: int) -> tuple[int, int, in
     return left, top, left + w, top + h
 
 
-def reconstruct(ae: LoadedAutoencoder, images, seeds: list[int], latent: str, tile: bool = False):
-    """images: float tensor N,3,H,W in [-1, 1]. Sampled latents use one torch.Generator per sample."""
+def reconstruct(ae: LoadedAutoencoder, images, seeds: list[int], latent: str, tile: bool = False,
+                as_uint8: bool = False):
+    """images: float tensor N,3,H,W in [-1, 1]. Sampled latents use one torch.Generator per sample.
+
+    Returns float N,3,H,W in [-1, 1] on the CPU, or with as_uint8 uint8 N,H,W,3 (converted on the model's
+    device, same values: a quarter of the bytes to copy back, no CPU work)."""
     import torch
 
     vae = ae.model
@@ -128,7 +132,10 @@ def reconstruct(ae: LoadedAutoencoder, images, seeds: list[int], latent: str, ti
         out = vae.decode(z).sample
     if tile and hasattr(vae, "disable_tiling"):
         vae.disable_tiling()
-    return out.float().clamp(-1, 1).cpu()
+    out = out.float().clamp(-1, 1)
+    if as_uint8:
+        out = ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    return out.cpu()
 
 
 def describe(ae: LoadedAutoencoder, model: str, subfolder: str | None, revision: str | None) -> dict:

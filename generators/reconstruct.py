@@ -128,8 +128,7 @@ class ReconstructWorker:
         pair_ids = [self._pair_id(row) for row, _, _, _ in batch]
         seeds = [seed for _, _, _, seed in batch]
         tile = max(x.shape[-2:]) > min(self.cfg.tile_above, self.ae.sample_size)
-        y = ae_mod.reconstruct(self.ae, x, seeds, self.cfg.latent, tile=tile)
-        arrays = ((y + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        arrays = ae_mod.reconstruct(self.ae, x, seeds, self.cfg.latent, tile=tile, as_uint8=True).numpy()
         common = {"batch": pair_ids, "tiled": tile, "oom_splits": splits, "latent": self.latent_mode(),
                   "dtype": str(self.dtype).removeprefix("torch."), "device": self.device, "threads": self.threads,
                   **versions()}
