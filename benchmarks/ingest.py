@@ -5,7 +5,7 @@ Generates N distinct natural-looking 512 px JPEGs (cached by seed under --workdi
 fresh subprocess (so Ray starts fresh and memory is measured per run):
 
 * plain loop  - one process: for each file in sorted order read bytes, decode with Pillow, convert RGB,
-                centre-crop + LANCZOS resize to 256 px, PNG encode (compress_level=6), append to a tar
+                centre-crop + LANCZOS resize to 256 px, PNG encode (aig's PNG level, pipeline.decode.PNG_LEVEL), append to a tar
                 (a new tar every 100 images, like aig's 100-sample chunks);
 * aig, Ray    - `pipeline.build.build` with the same policy/size/format, runner.workers = 1 and 2; its time is
                 report.seconds - report.ray_startup_s (Ray start-up is reported separately; everything
@@ -137,6 +137,8 @@ def plain_loop(images: Path | list[Path], out: Path) -> dict:
     """The reference: decode -> centre crop + resize -> PNG encode -> tar append, one process, no aig code."""
     from PIL import Image
 
+    from pipeline.decode import PNG_LEVEL  # the same zlib level as aig (a constant, not aig's code path)
+
     t0 = time.perf_counter()
     files = sorted(p for p in images.iterdir() if p.is_file()) if isinstance(images, Path) else images
     out.mkdir(parents=True, exist_ok=True)
@@ -154,7 +156,7 @@ def plain_loop(images: Path | list[Path], out: Path) -> dict:
         img = img.crop((left, top, left + side, top + side))
         img = img.resize((SIZE, SIZE), Image.Resampling.LANCZOS, reducing_gap=3.0)
         buf = io.BytesIO()
-        img.save(buf, format="PNG", compress_level=6)
+        img.save(buf, format="PNG", compress_level=PNG_LEVEL)
         png = buf.getvalue()
         info = tarfile.TarInfo(f"{path.stem}.png")
         info.size = len(png)
@@ -581,7 +583,7 @@ def profile(images: Path, out: Path, n: int) -> None:
         ("    decode_image (open, load, exif_transpose, RGB)", cum("pipeline/decode.py", "decode_image")),
         ("      of which exif_transpose", cum("PIL/ImageOps.py", "exif_transpose")),
         ("    canonicalize (crop + LANCZOS)", cum("pipeline/decode.py", "canonicalize")),
-        ("    encode_image (PNG level 6)", cum("pipeline/decode.py", "encode_image")),
+        ("    encode_image (PNG)", cum("pipeline/decode.py", "encode_image")),
         ("  write_chunk (all)", cum("pipeline/ingest.py", "write_chunk")),
         ("    tar_bytes (incl. sha256 per member)", cum("pipeline/shards.py", "tar_bytes")),
         ("    write_shard sha256 of whole tar", builtin("sha256", ("pipeline/shards.py", "write_shard"))),
