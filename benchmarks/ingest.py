@@ -15,6 +15,13 @@ fresh subprocess (so Ray starts fresh and memory is measured per run):
 * ceiling     - (informational, --with-ceiling) 2 plain loops at once, each on half the images: what
                 2 CPUs of this machine can give at best.
 
+* references  - (first, unless --skip-references; --references-only for just these) the JPEG work (256 px
+                centre crop to JPEG q95): whole-command wall time of `aig build-data` (Ray start-up included)
+                against img2dataset 1.47 (own virtualenv, created with pip if missing; 2 processes), and
+                marginal CPU per image (CPU at N minus CPU at N/10, over the images between) of aig's
+                in-process executor, with the JPEG work and with aig's defaults, against an OpenCV loop
+                (imdecode, crop, INTER_AREA, imencode, tar). Written to its own RESULTS.md section.
+
 Timed configurations are interleaved (plain, aig-1, aig-2, plain, ...) and the best of --repeats is kept.
 Peak memory is the RSS of the run's whole process tree (the subprocess and all descendants: Ray's gcs,
 raylet, workers...), sampled every 0.1 s, plus the driver process alone; the memory runs use 2 workers at
