@@ -276,7 +276,7 @@ def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float)
         store.pull()
         lazy = LazyExecutor(cfg.runner)
         try:
-            run, plan = _start_or_resume(root, cfg, command, lazy.get)
+            run, plan = _start_or_resume(root, cfg, command, lambda: lazy.get().warm(ingest.__name__))
         except BaseException:
             lazy.close()
             raise
