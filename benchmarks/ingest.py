@@ -523,7 +523,7 @@ def render_references(ref: dict, args, started: str) -> str:
                      f"{'met' if ratio <= target else '**missed**'} |")
     lines += ["", f"On these {SRC} px JPEGs aig's defaults (`cap 512`) leave every image as decoded, so each keeps its "
               "own bytes after a full validating decode; inputs that need a resize are resized and PNG-encoded "
-              "(level 1) and cost more (docs/scaling.md: 34 CPU-ms per image on the bundled photos). img2dataset "
+              "(level 1) and cost more (docs/scaling.md: 34-45 CPU-ms per image on the bundled photos). img2dataset "
               "reads the files through file:// URLs (its usual downloader path); both commands include their "
               "start-up (Ray's for aig)."]
     lines += ["", "All runs: " + "; ".join(f"{k} {w:.2f}s wall" if w is not None else f"{k} {1000 * c:.2f} ms"
