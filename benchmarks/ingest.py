@@ -66,7 +66,9 @@ PER_SHARD = 100
 SEED = 1234
 TARGET_1, TARGET_2 = 0.9, 1.7
 MEMORY_NS = (1000, 4000)
-I2D_VENV = Path("/work/venvs/img2dataset")
+# img2dataset's own virtualenv (it pins other versions of shared libraries): created with pip if missing
+I2D_VENV = Path(os.environ.get("AIG_IMG2DATASET_VENV") or ("/work/venvs/img2dataset" if Path("/work/venvs").is_dir()
+                else Path.home() / ".cache" / "aig" / "img2dataset-venv"))
 I2D_VERSION = "1.47.0"
 TARGET_WALL, TARGET_CPU, TARGET_DEFAULTS = 1.0, 1.10, 2.0  # vs img2dataset wall; vs OpenCV marginal CPU/image
 
