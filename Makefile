@@ -52,7 +52,7 @@ test-slow: $(STAMP) chromium
 
 # Every benchmark rewrites its own section of benchmarks/RESULTS.md (other sections are kept).
 # label.py and train.py run when present; each script takes --write-results.
-BENCHMARKS := ingest reconstruct label train sql scaling
+BENCHMARKS := ingest reconstruct generate label train sql scaling
 
 bench: $(STAMP)
 	@for b in $(BENCHMARKS); do \

@@ -5,7 +5,7 @@ Generates N distinct natural-looking 512 px JPEGs (cached by seed under --workdi
 fresh subprocess (so Ray starts fresh and memory is measured per run):
 
 * plain loop  - one process: for each file in sorted order read bytes, decode with Pillow, convert RGB,
-                centre-crop + LANCZOS resize to 256 px, PNG encode (compress_level=6), append to a tar
+                centre-crop + LANCZOS resize to 256 px, PNG encode (aig's PNG level, pipeline.decode.PNG_LEVEL), append to a tar
                 (a new tar every 100 images, like aig's 100-sample chunks);
 * aig, Ray    - `pipeline.build.build` with the same policy/size/format, runner.workers = 1 and 2; its time is
                 report.seconds - report.ray_startup_s (Ray start-up is reported separately; everything
@@ -14,6 +14,13 @@ fresh subprocess (so Ray starts fresh and memory is measured per run):
                 overhead without Ray;
 * ceiling     - (informational, --with-ceiling) 2 plain loops at once, each on half the images: what
                 2 CPUs of this machine can give at best.
+
+* references  - (first, unless --skip-references; --references-only for just these) the JPEG work (256 px
+                centre crop to JPEG q95): whole-command wall time of `aig build-data` (Ray start-up included)
+                against img2dataset 1.47 (own virtualenv, created with pip if missing; 2 processes), and
+                marginal CPU per image (CPU at N minus CPU at N/10, over the images between) of aig's
+                in-process executor, with the JPEG work and with aig's defaults, against an OpenCV loop
+                (imdecode, crop, INTER_AREA, imencode, tar). Written to its own RESULTS.md section.
 
 Timed configurations are interleaved (plain, aig-1, aig-2, plain, ...) and the best of --repeats is kept.
 Peak memory is the RSS of the run's whole process tree (the subprocess and all descendants: Ray's gcs,
@@ -36,6 +43,7 @@ import io
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -58,6 +66,11 @@ PER_SHARD = 100
 SEED = 1234
 TARGET_1, TARGET_2 = 0.9, 1.7
 MEMORY_NS = (1000, 4000)
+# img2dataset's own virtualenv (it pins other versions of shared libraries): created with pip if missing
+I2D_VENV = Path(os.environ.get("AIG_IMG2DATASET_VENV") or ("/work/venvs/img2dataset" if Path("/work/venvs").is_dir()
+                else Path.home() / ".cache" / "aig" / "img2dataset-venv"))
+I2D_VERSION = "1.47.0"
+TARGET_WALL, TARGET_CPU, TARGET_DEFAULTS = 1.0, 1.10, 2.0  # vs img2dataset wall; vs OpenCV marginal CPU/image
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -133,6 +146,8 @@ def plain_loop(images: Path | list[Path], out: Path) -> dict:
     """The reference: decode -> centre crop + resize -> PNG encode -> tar append, one process, no aig code."""
     from PIL import Image
 
+    from pipeline.decode import PNG_LEVEL  # the same zlib level as aig (a constant, not aig's code path)
+
     t0 = time.perf_counter()
     files = sorted(p for p in images.iterdir() if p.is_file()) if isinstance(images, Path) else images
     out.mkdir(parents=True, exist_ok=True)
@@ -150,7 +165,7 @@ def plain_loop(images: Path | list[Path], out: Path) -> dict:
         img = img.crop((left, top, left + side, top + side))
         img = img.resize((SIZE, SIZE), Image.Resampling.LANCZOS, reducing_gap=3.0)
         buf = io.BytesIO()
-        img.save(buf, format="PNG", compress_level=6)
+        img.save(buf, format="PNG", compress_level=PNG_LEVEL)
         png = buf.getvalue()
         info = tarfile.TarInfo(f"{path.stem}.png")
         info.size = len(png)
@@ -193,7 +208,15 @@ def _instrument(phases: dict) -> None:
     wrap(b, "refresh_catalog", "DuckDB catalog")
 
 
-def aig_run(images: Path, out: Path, workers: int, executor: str) -> dict:
+SETTINGS = {  # ingest settings of the aig runs
+    "png": {"ingest.policy": "center-crop", "ingest.size": SIZE, "ingest.image_format": "png"},
+    "jpeg": {"ingest.policy": "center-crop", "ingest.size": SIZE, "ingest.image_format": "jpeg",
+             "ingest.jpeg_quality": 95},
+    "defaults": {},  # the project's defaults
+}
+
+
+def aig_run(images: Path, out: Path, workers: int, executor: str, settings: str = "png") -> dict:
     from pipeline.build import build
     from pipeline.config import load_config
 
@@ -201,8 +224,7 @@ def aig_run(images: Path, out: Path, workers: int, executor: str) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     phases: dict[str, float] = {}
     _instrument(phases)
-    cfg = load_config(None, {"output": str(out), "inputs.folders": [str(images)], "ingest.policy": "center-crop",
-                             "ingest.size": SIZE, "ingest.image_format": "png",
+    cfg = load_config(None, {"output": str(out), "inputs.folders": [str(images)], **SETTINGS[settings],
                              "shards.samples_per_shard": PER_SHARD, "runner.workers": workers,
                              "runner.executor": executor, "stages": ["ingest"]})
     report = build(cfg, command="benchmarks/ingest.py")
@@ -227,6 +249,39 @@ def aig_run(images: Path, out: Path, workers: int, executor: str) -> dict:
             "total_s": report.seconds, "samples": report.samples, "failures": report.failures, "phases": phases}
 
 
+def opencv_loop(images: Path | list[Path], out: Path) -> dict:
+    """The JPEG reference: OpenCV decode -> centre crop -> INTER_AREA resize -> JPEG q95 (4:4:4, as aig stores
+    q >= 90) -> tar append, one process, no aig code."""
+    import cv2
+    import numpy as np
+
+    cv2.setNumThreads(1)
+    t0 = time.perf_counter()
+    files = sorted(p for p in images.iterdir() if p.is_file()) if isinstance(images, Path) else images
+    out.mkdir(parents=True, exist_ok=True)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    tf = None
+    for i, path in enumerate(files):
+        if i % PER_SHARD == 0:
+            if tf is not None:
+                tf.close()
+            tf = tarfile.open(out / f"shard-{i // PER_SHARD:06d}.tar", "w", format=tarfile.USTAR_FORMAT)
+        img = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+        h, w = img.shape[:2]
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        img = cv2.resize(img[top:top + side, left:left + side], (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+        ok, enc = cv2.imencode(".jpg", img, params)
+        data = enc.tobytes()
+        info = tarfile.TarInfo(f"{path.stem}.jpg")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    if tf is not None:
+        tf.close()
+    return {"seconds": time.perf_counter() - t0, "ray_startup_s": 0.0, "samples": len(files), "failures": 0,
+            "phases": {}}
+
+
 def plain_parallel(images: Path, out: Path, processes: int) -> dict:
     """The machine's ceiling: `processes` plain loops at once, each on its share of the files."""
     from concurrent.futures import ProcessPoolExecutor
@@ -245,11 +300,14 @@ def one_run(args) -> None:
     if args.one_run == "plain":
         shutil.rmtree(out, ignore_errors=True)
         res = plain_loop(images, out)
+    elif args.one_run == "opencv":
+        shutil.rmtree(out, ignore_errors=True)
+        res = opencv_loop(images, out)
     elif args.one_run == "plain-parallel":
         shutil.rmtree(out, ignore_errors=True)
         res = plain_parallel(images, out, args.workers)
     else:
-        res = aig_run(images, out, args.workers, args.one_run.removeprefix("aig-"))
+        res = aig_run(images, out, args.workers, args.one_run.removeprefix("aig-"), args.settings)
     Path(args.result).write_text(json.dumps(res))
 
 
@@ -276,21 +334,21 @@ def _role(p, driver_pid: int) -> str:
     return next((role for needle, role in ROLES if needle in cmd), "other child processes")
 
 
-def measure(mode: str, images: Path, out: Path, workers: int, n: int, workdir: Path) -> dict:
-    """Run one configuration in a child process; sample its process tree's RSS and CPU time every 0.1 s."""
+def watch(cmd: list[str], log: Path, env: dict | None = None) -> dict:
+    """Run cmd; sample its process tree's RSS and CPU time every 0.1 s. cpu_total_s is exact for reaped
+    descendants (getrusage of children) and never below the sampled sum."""
+    import resource
+
     import psutil
 
-    result = workdir / "result.json"
-    result.unlink(missing_ok=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one-run", mode, "--images", str(images),
-           "--out", str(out), "--workers", str(workers), "--result", str(result)]
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
-    log = workdir / "child.log"
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1", **(env or {}))
     peak_tree = peak_driver = peak_procs = 0
     roles: dict[int, str] = {}
     cpu: dict[int, float] = {}  # pid -> last seen user + system CPU seconds
     me = psutil.Process()
     own0 = sum(me.cpu_times()[:2])
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
     with open(log, "w") as logf:
         proc = psutil.Popen(cmd, cwd=REPO, env=env, stdout=logf, stderr=subprocess.STDOUT)
         while proc.poll() is None:
@@ -316,18 +374,34 @@ def measure(mode: str, images: Path, out: Path, workers: int, n: int, workdir: P
             if total > peak_tree:
                 peak_tree, peak_procs = total, procs
             time.sleep(0.1)
-    if proc.returncode != 0 or not result.is_file():
-        sys.exit(f"{mode} (workers={workers}, n={n}) failed with exit code {proc.returncode}; "
+    wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    by_role: dict[str, float] = {}
+    for pid, sec in cpu.items():
+        by_role[roles[pid]] = by_role.get(roles[pid], 0.0) + sec
+    reaped = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    by_role["(this monitor, not counted above)"] = sum(me.cpu_times()[:2]) - own0
+    return {"returncode": proc.returncode, "wall_s": wall, "peak_tree_mb": peak_tree / 2**20,
+            "peak_driver_mb": peak_driver / 2**20, "peak_procs": peak_procs, "cpu_s": by_role,
+            "cpu_total_s": max(reaped, sum(cpu.values()))}
+
+
+def measure(mode: str, images: Path, out: Path, workers: int, n: int, workdir: Path, settings: str = "png") -> dict:
+    """Run one configuration in a child process (`--one-run`), watched by `watch`."""
+    result = workdir / "result.json"
+    result.unlink(missing_ok=True)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one-run", mode, "--images", str(images),
+           "--out", str(out), "--workers", str(workers), "--result", str(result), "--settings", settings]
+    log = workdir / "child.log"
+    w = watch(cmd, log)
+    if w["returncode"] != 0 or not result.is_file():
+        sys.exit(f"{mode} (workers={workers}, n={n}) failed with exit code {w['returncode']}; "
                  f"its output:\n{log.read_text()[-4000:]}")
     res = json.loads(result.read_text())
     if res["samples"] != n or res["failures"]:
         sys.exit(f"{mode}: expected {n} samples and no failures, got {res['samples']} / {res['failures']}")
-    by_role: dict[str, float] = {}
-    for pid, sec in cpu.items():
-        by_role[roles[pid]] = by_role.get(roles[pid], 0.0) + sec
-    by_role["(this monitor, not counted above)"] = sum(me.cpu_times()[:2]) - own0
-    res.update(mode=mode, workers=workers, n=n, peak_tree_mb=peak_tree / 2**20, peak_driver_mb=peak_driver / 2**20,
-               peak_procs=peak_procs, cpu_s=by_role)
+    w.pop("returncode")
+    res.update(mode=mode, workers=workers, n=n, settings=settings, **w)
     return res
 
 
@@ -337,6 +411,126 @@ def label(r: dict) -> str:
     if r["mode"] == "plain-parallel":
         return f"{r['workers']} plain loops at once (machine ceiling)"
     return f"aig, {r['mode'].removeprefix('aig-')} executor, {r['workers']} worker{'s' if r['workers'] > 1 else ''}"
+
+
+# ------------------------------------------------------------------------------------------------
+# References: img2dataset (whole command) and the OpenCV loop (marginal CPU per image)
+# ------------------------------------------------------------------------------------------------
+
+def ensure_img2dataset(venv: Path) -> Path | str:
+    """The img2dataset console script in its own virtualenv (created with pip if missing), or why not."""
+    exe = venv / "bin" / "img2dataset"
+    if exe.is_file():
+        return exe
+    print(f"creating {venv} with img2dataset=={I2D_VERSION} (pip, once)", flush=True)
+    proc = subprocess.run("python3 -m venv "
+                          f"{shlex.quote(str(venv))} && {shlex.quote(str(venv / 'bin' / 'pip'))} install -q "
+                          f"img2dataset=={I2D_VERSION}", shell=True, capture_output=True, text=True)
+    if proc.returncode != 0 or not exe.is_file():
+        return f"img2dataset {I2D_VERSION} could not be installed with pip: {proc.stderr.strip()[-300:]}"
+    return exe
+
+
+def img2dataset_run(exe: Path, images: Path, out: Path, n: int, workdir: Path) -> dict:
+    """img2dataset on file:// URLs: 256 px centre crop, JPEG q95 WebDataset shards of 100, 2 processes."""
+    urls = workdir / f"urls-{n}.txt"
+    urls.write_text("".join(f"file://{p}\n" for p in sorted(images.glob("*.jpg"))))
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [str(exe), "--url_list", str(urls), "--input_format", "txt", "--output_format", "webdataset",
+           "--output_folder", str(out), "--image_size", str(SIZE), "--resize_mode", "center_crop",
+           "--encode_format", "jpg", "--encode_quality", "95", "--processes_count", "2", "--thread_count", "2",
+           "--number_sample_per_shard", str(PER_SHARD), "--enable_wandb", "False", "--compute_hash", "sha256"]
+    w = watch(cmd, workdir / "img2dataset.log", {"NO_ALBUMENTATIONS_UPDATE": "1"})
+    ok = sum(json.loads(f.read_text()).get("successes", 0) for f in out.glob("*_stats.json"))
+    if w["returncode"] != 0 or ok != n:
+        sys.exit(f"img2dataset: exit {w['returncode']}, {ok} of {n} images; log: {workdir / 'img2dataset.log'}")
+    return {**w, "n": n}
+
+
+def aig_cli_run(images: Path, out: Path, n: int, workdir: Path, workers: int = 2) -> dict:
+    """`aig build-data` as a user runs it (Ray start-up included): 256 px centre crop to JPEG q95, 2 workers."""
+    shutil.rmtree(out, ignore_errors=True)
+    aig = Path(sys.executable).with_name("aig")
+    cmd = [str(aig), "build-data", "-o", str(out), "--input-dir", str(images), "--stages", "ingest",
+           "--policy", "center-crop", "--size", str(SIZE), "--image-format", "jpeg", "--jpeg-quality", "95",
+           "--samples-per-shard", str(PER_SHARD), "--workers", str(workers)]
+    w = watch(cmd, workdir / "aig-cli.log", {"PYTHONPATH": str(REPO)})
+    if w["returncode"] != 0:
+        sys.exit(f"aig build-data failed; log: {workdir / 'aig-cli.log'}")
+    return {**w, "n": n}
+
+
+def references(args, workdir: Path) -> dict:
+    """Whole-command wall time vs img2dataset, and marginal CPU per image (N minus N/10) vs the OpenCV loop."""
+    n, small = args.n, max(1, args.n // 10)
+    big_images, small_images = ensure_images(workdir, n), ensure_images(workdir, small)
+    exe = ensure_img2dataset(Path(args.img2dataset_venv))
+    out: dict = {"n": n, "small": small, "load_before": os.getloadavg()[0], "wall": {}, "cpu": {}, "runs": []}
+    if isinstance(exe, str):
+        out["img2dataset_error"] = exe
+        print(exe, flush=True)
+    for rep in range(args.repeats):
+        if not isinstance(exe, str):
+            r = img2dataset_run(exe, big_images, workdir / "out-img2dataset", n, workdir)
+            out["runs"].append(("img2dataset", r["wall_s"], r["cpu_total_s"]))
+            print(f"img2dataset {I2D_VERSION}, 2 processes: {r['wall_s']:.2f}s wall, {r['cpu_total_s']:.1f} CPU s",
+                  flush=True)
+            out["wall"]["img2dataset"] = min(out["wall"].get("img2dataset", 1e9), r["wall_s"])
+        r = aig_cli_run(big_images, workdir / "out-aig-cli", n, workdir)
+        out["runs"].append(("aig", r["wall_s"], r["cpu_total_s"]))
+        print(f"aig build-data, Ray 2 workers: {r['wall_s']:.2f}s wall, {r['cpu_total_s']:.1f} CPU s", flush=True)
+        out["wall"]["aig"] = min(out["wall"].get("aig", 1e9), r["wall_s"])
+        for key, mode, settings in (("opencv", "opencv", "jpeg"), ("aig-jpeg", "aig-local", "jpeg"),
+                                    ("aig-defaults", "aig-local", "defaults")):
+            cpu = []
+            for count, folder in ((n, big_images), (small, small_images)):
+                m = measure(mode, folder, workdir / f"out-ref-{key}", 1, count, workdir, settings)
+                cpu.append(m["cpu_total_s"])
+            marginal = (cpu[0] - cpu[1]) / (n - small)
+            print(f"{key}: CPU {cpu[0]:.1f}s at {n}, {cpu[1]:.1f}s at {small}: {1000 * marginal:.2f} ms/image",
+                  flush=True)
+            out["cpu"][key] = min(out["cpu"].get(key, 1e9), marginal)
+            out["runs"].append((f"{key} marginal", None, marginal))
+    out["load_after"] = os.getloadavg()[0]
+    return out
+
+
+def render_references(ref: dict, args, started: str) -> str:
+    wall, cpu = ref["wall"], ref["cpu"]
+    lines = [f"Run {started} UTC: `python benchmarks/ingest.py {' '.join(args.argv)}`; load average (1 min) "
+             f"before / after: {ref['load_before']:.2f} / {ref['load_after']:.2f}.", ""]
+    lines += [f"- {fact}" for fact in machine_facts()]
+    lines += ["", f"{ref['n']} generated {SRC} px JPEGs. **JPEG work**: {SIZE} px centre crop to JPEG q95, "
+              f"{PER_SHARD} per tar. Best of {args.repeats}.", "",
+              "| whole command (JPEG work, 2 processes, start-up included) | seconds | aig vs it | target |",
+              "|---|---:|---:|---|"]
+    if "img2dataset" in wall:
+        ratio = wall["aig"] / wall["img2dataset"]
+        lines.append(f"| img2dataset {I2D_VERSION} (file:// URLs, 2 processes x 2 threads) | "
+                     f"{wall['img2dataset']:.2f} | | |")
+        lines.append(f"| `aig build-data` (Ray, 2 workers) | {wall['aig']:.2f} | **{ratio:.2f}x** | "
+                     f"<= {TARGET_WALL}x: {'met' if ratio <= TARGET_WALL else '**missed**'} |")
+    else:
+        lines.append(f"| img2dataset: not measured ({ref.get('img2dataset_error', '?')}) | | | |")
+        lines.append(f"| `aig build-data` (Ray, 2 workers) | {wall['aig']:.2f} | | |")
+    ref_ms = 1000 * cpu["opencv"]
+    lines += ["", f"Marginal CPU per image (process tree, user + system; CPU at {ref['n']} images minus CPU at "
+              f"{ref['small']}, over the {ref['n'] - ref['small']} images between; in-process executor):", "",
+              "| loop | ms CPU / image | vs OpenCV loop | target |", "|---|---:|---:|---|",
+              f"| OpenCV loop (imdecode, crop, INTER_AREA, imencode q95 4:4:4, tar) | {ref_ms:.2f} | 1.00x | |"]
+    for key, name, target in (("aig-jpeg", "aig, JPEG work", TARGET_CPU),
+                              ("aig-defaults", "aig, default settings", TARGET_DEFAULTS)):
+        ratio = 1000 * cpu[key] / ref_ms
+        lines.append(f"| {name} | {1000 * cpu[key]:.2f} | **{ratio:.2f}x** | <= {target}x: "
+                     f"{'met' if ratio <= target else '**missed**'} |")
+    lines += ["", f"On these {SRC} px JPEGs aig's defaults (`cap 512`) leave every image as decoded, so each keeps its "
+              "own bytes after a full validating decode; inputs that need a resize are resized and PNG-encoded "
+              "(level 1) and cost more (docs/scaling.md: 34-45 CPU-ms per image on the bundled photos). img2dataset "
+              "reads the files through file:// URLs (its usual downloader path); both commands include their "
+              "start-up (Ray's for aig)."]
+    lines += ["", "All runs: " + "; ".join(f"{k} {w:.2f}s wall" if w is not None else f"{k} {1000 * c:.2f} ms"
+                                            for k, w, c in ref["runs"])]
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -398,7 +592,7 @@ def profile(images: Path, out: Path, n: int) -> None:
         ("    decode_image (open, load, exif_transpose, RGB)", cum("pipeline/decode.py", "decode_image")),
         ("      of which exif_transpose", cum("PIL/ImageOps.py", "exif_transpose")),
         ("    canonicalize (crop + LANCZOS)", cum("pipeline/decode.py", "canonicalize")),
-        ("    encode_image (PNG level 6)", cum("pipeline/decode.py", "encode_image")),
+        ("    encode_image (PNG)", cum("pipeline/decode.py", "encode_image")),
         ("  write_chunk (all)", cum("pipeline/ingest.py", "write_chunk")),
         ("    tar_bytes (incl. sha256 per member)", cum("pipeline/shards.py", "tar_bytes")),
         ("    write_shard sha256 of whole tar", builtin("sha256", ("pipeline/shards.py", "write_shard"))),
@@ -548,7 +742,15 @@ def main(argv: list[str] | None = None) -> None:
                     help="images (kept between runs) and outputs")
     ap.add_argument("--with-ceiling", action="store_true",
                     help="also time 2 plain loops at once on halves of the images (what 2 CPUs can give)")
-    ap.add_argument("--one-run", choices=("plain", "plain-parallel", "aig-ray", "aig-local"), help=argparse.SUPPRESS)
+    ap.add_argument("--one-run", choices=("plain", "plain-parallel", "opencv", "aig-ray", "aig-local"),
+                    help=argparse.SUPPRESS)
+    ap.add_argument("--settings", choices=tuple(SETTINGS), default="png", help=argparse.SUPPRESS)
+    ap.add_argument("--references-only", action="store_true",
+                    help="run only the comparison with img2dataset and the OpenCV loop (JPEG work, defaults)")
+    ap.add_argument("--skip-references", action="store_true",
+                    help="skip the comparison with img2dataset and the OpenCV loop")
+    ap.add_argument("--img2dataset-venv", default=str(I2D_VENV),
+                    help="virtualenv for img2dataset (created with pip if missing)")
     ap.add_argument("--images", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -566,6 +768,19 @@ def main(argv: list[str] | None = None) -> None:
 
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
     args.load = os.getloadavg()
+    if not args.skip_references:
+        ref_text = render_references(references(args, workdir), args, started)
+        print("\n" + ref_text)
+        if args.write_results:
+            from results import write_section
+
+            write_section("ingest-refs", "ingest.py", "Ingest against img2dataset and an OpenCV loop",
+                          "Whole-command wall time against img2dataset and marginal CPU per image against a plain "
+                          "OpenCV loop, on the same images and work, in the same run. Targets: aig's wall time <= "
+                          f"img2dataset's; marginal CPU/image <= {TARGET_CPU}x the OpenCV loop for the JPEG work and "
+                          f"<= {TARGET_DEFAULTS}x with aig's default settings.", ref_text)
+        if args.references_only:
+            return
     t_start = time.perf_counter()
     configs = [("plain", "plain", 1), ("aig-ray-1", "aig-ray", 1), ("aig-ray-2", "aig-ray", 2)]
     if args.with_ceiling:

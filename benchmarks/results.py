@@ -53,3 +53,25 @@ def machine_facts(packages: tuple[str, ...] = ("aig", "ray", "pillow", "pyarrow"
     return [f"aig commit {commit}",
             f"CPU: {cpu}; nproc {len(os.sched_getaffinity(0))}; load average (1 min) at start {load:.2f}",
             f"Python {platform.python_version()}; " + ", ".join(versions)]
+
+
+NOT_MEASURED = "**Not measured** in the run of "
+
+
+def mark_not_measured(begin: str, end: str, why: str, path: Path = RESULTS) -> None:
+    """A GPU section on a run without a GPU: say so on its first line and keep its last measured figures
+    (which carry their own date); an earlier such line is replaced."""
+    from datetime import datetime, timezone
+
+    old = path.read_text() if path.is_file() else ""
+    if begin not in old or end not in old:
+        return
+    head, rest = old.split(begin, 1)
+    body, tail = rest.split(end, 1)
+    lines = [x for x in body.strip("\n").splitlines() if not x.startswith(NOT_MEASURED)]
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    note = f"{NOT_MEASURED}{when} UTC ({why}); the figures below are the last measured ones, with their date."
+    path.write_text(f"{head}{begin}\n{note}\n\n" + "\n".join(lines) + f"\n{end}{tail}")
+    print(f"marked {path} section as not measured ({why})")

@@ -116,6 +116,60 @@ def train_steps(root: Path, steps: int, threads: int) -> dict:
             "threads": threads}
 
 
+STEP_RATE_H200 = 220.0  # img/s: DINOv2-L/14 + LoRA rank 8, 336 px crops, one H200 (RESULTS.md, GPU training)
+
+
+def synthetic_pairs(root: Path, n: int, side: int) -> list[str]:
+    """n photo-like real/reconstruction pairs of side x side PNGs, written as pixel pair shards."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from pipeline.chunks import sample_outcome, write_chunk
+    from pipeline.config import ShardConfig
+
+    rng = np.random.default_rng(0)
+    outcomes = []
+    for i in range(n):
+        base = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize((side, side), Image.BICUBIC)
+        arr = np.clip(np.asarray(base, np.int16) + rng.integers(-12, 13, (side, side, 3)), 0, 255).astype(np.uint8)
+        for label, img in (("real", arr), ("fake", (arr // 2) * 2)):
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, "PNG", compress_level=1)
+            key = f"p{i:05d}-{'real' if label == 'real' else 'recon'}"
+            outcomes.append(sample_outcome(key, buf.getvalue(), "png", run_id="bench", stage="reconstruct",
+                                           task="pixel", split="train", label=label, pair_id=f"p{i:05d}",
+                                           source_id=f"p{i:05d}", group_id=f"p{i:05d}", width=side, height=side))
+    stats = write_chunk(root, "pixel-bench", 0, outcomes, ShardConfig(samples_per_shard=10_000), "reconstruct", "bench")
+    return [str(root / s["path"]) for s in stats["shards"]]
+
+
+def loader_at_336(pairs: int, repeats: int, side: int = 512) -> dict:
+    """The pixel stream at 336 px crops (the DINOv2-L/14 setting), one process: images/s and the CPU workers
+    it takes to feed an H200 at STEP_RATE_H200 (loader workers scale by processes, one CPU each)."""
+    import math
+
+    from training.augment import AugmentRecipe
+
+    out = {"side": side, "pairs": pairs, "rows": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        shards = synthetic_pairs(Path(tmp), pairs, side)
+        for crops in (4, 1):
+            best = None
+            for _ in range(repeats):
+                cpu0 = time.process_time()
+                rate = stream_loop(shards, AugmentRecipe(crop_size=336), pairs, crops, 16, [0.5] * 3, [0.5] * 3)
+                images = pairs * crops // 16 * 16 * 2
+                per_cpu_s = images / (time.process_time() - cpu0)
+                if best is None or per_cpu_s > best[1]:
+                    best = (rate, per_cpu_s)
+            img_s = best[0] * 2 * crops
+            out["rows"].append({"crops_per_pair": crops, "pairs_per_s": best[0], "images_per_s": img_s,
+                                "images_per_cpu_s": best[1], "workers_for_h200": math.ceil(STEP_RATE_H200 / best[1])})
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-d", "--dataset", type=Path, default=Path("aig-data/default"))
@@ -124,7 +178,22 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--write-results", action="store_true")
+    ap.add_argument("--loader-336-only", action="store_true", help="only the 336 px loader rate (synthetic pairs)")
+    ap.add_argument("--loader-336-pairs", type=int, default=48, help="pairs per 336 px loader timing")
     a = ap.parse_args()
+    load0 = os.getloadavg()[0]
+    l336 = loader_at_336(a.loader_336_pairs, a.repeats)
+    text = render_336(l336, load0)
+    print(text)
+    if a.write_results:
+        from results import write_section
+
+        write_section("train-loader-336", "train.py", "Training input at 336 px crops",
+                      f"The pixel loader's images/s at 336 px crops in one process, and the CPU loader workers it "
+                      f"takes to keep up with the DINOv2-L/14 LoRA step rate on an H200 ({STEP_RATE_H200:.0f} img/s).",
+                      text)
+    if a.loader_336_only:
+        return 0
     from training.augment import AugmentRecipe
     from training.shards import split_shards
 
@@ -148,6 +217,24 @@ def main() -> int:
     if a.write_results:
         write_results(out)
     return 0
+
+
+def render_336(r: dict, load0: float) -> str:
+    from results import machine_facts
+
+    lines = [f"Run {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC; load average (1 min) before / after "
+             f"{load0:.2f} / {os.getloadavg()[0]:.2f}.", ""] + [f"- {f}" for f in machine_facts(("aig", "pillow", "torch"))]
+    lines += ["", f"{r['pairs']} synthetic {r['side']} px PNG pairs (real + reconstruction) in one pixel shard; aig's "
+              "stream in one process (tar read, pairing, shuffle buffer, PNG decode, paired augmentation with the "
+              "default recipe, tensors), 16 crop pairs per batch; best of the repeats.", "",
+              "Workers are counted from the CPU time (images per CPU-second of the process; a shared machine "
+              "stretches wall time, not CPU time), one busy CPU per loader worker.", "",
+              "| crops per decoded pair | pairs/s (wall) | images/s (wall, 336 px crops) | images per CPU-second | "
+              f"CPU loader workers for {STEP_RATE_H200:.0f} img/s |", "|---:|---:|---:|---:|---:|"]
+    for row in r["rows"]:
+        lines.append(f"| {row['crops_per_pair']} | {row['pairs_per_s']:.1f} | {row['images_per_s']:.1f} | "
+                     f"{row['images_per_cpu_s']:.1f} | {row['workers_for_h200']} |")
+    return "\n".join(lines) + "\n"
 
 
 def write_results(r: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pipeline.chunks import Outcome, failure_outcome, sample_outcome, write_chunk
@@ -14,7 +15,7 @@ from .devices import torch_setup, versions
 from .diffusion import load_pipeline, run_checked
 from .output_checks import problem_message
 from .naming import generator_name
-from .reconstruct import pair_seed
+from .reconstruct import cpu_threads, pair_seed
 
 STAGE = "generate"
 KIND = "text-to-image"
@@ -103,9 +104,15 @@ class TextToImageWorker:
         return out
 
     def generate_rows(self, real_rows: list[dict], run_id: str, group: str = "", chunk: int = 0) -> list[Outcome]:
+        """Batches on the model; each batch's images are encoded in a CPU pool while the model runs the next."""
         jobs = self.jobs(real_rows)
-        images = run_in_batches(jobs, self.cfg.batch_size, key=lambda j: (j["width"], j["height"]), fn=self.render)
-        return [self._outcome(job, img, meta, run_id, group, chunk) for job, (img, meta) in zip(jobs, images)]
+        with ThreadPoolExecutor(max_workers=cpu_threads(self.device)) as pool:
+            def batch(part: list[dict], splits: int) -> list:
+                return [pool.submit(self._outcome, job, img, meta, run_id, group, chunk)
+                        for job, (img, meta) in zip(part, self.render(part, splits))]
+
+            return [f.result() for f in run_in_batches(jobs, self.cfg.batch_size,
+                                                       key=lambda j: (j["width"], j["height"]), fn=batch)]
 
     def render(self, batch: list[dict], splits: int) -> list:
         """One (image, meta) per job; image None and meta['problem'] set for an output that cannot be stored."""

@@ -7,7 +7,8 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,7 +156,10 @@ def _next_chunk(root: Path, run_ids: set[str]) -> int:
     return last + 1
 
 
-def _new_run(root: Path, cfg: BuildConfig, command: str, runs: list[dict]) -> tuple[dict, list[dict]]:
+def _new_run(root: Path, cfg: BuildConfig, command: str, runs: list[dict],
+             on_work: Callable[[], None] = lambda: None) -> tuple[dict, list[dict]]:
+    """Plan a new run; with new inputs, `on_work()` (Ray start-up and its prestarted workers) runs in this
+    thread while other threads hash them."""
     run_id = f"run-{len(runs) + 1:04d}"
     items = enumerate_inputs(cfg.inputs) if "ingest" in cfg.stages else []
     known = {r["input_path"] for r in read_table(root, "samples", ["input_path"])}
@@ -167,7 +171,12 @@ def _new_run(root: Path, cfg: BuildConfig, command: str, runs: list[dict]) -> tu
                 if r["source_sha256"]]  # reals only: derived samples have no source bytes of their own
     t0 = time.perf_counter()
     ing = cfg.ingest
-    hashes = hash_inputs(fresh, max_pixels=ing.max_pixels if ing.near_dup != "off" else None, download=ing.download)
+    with ThreadPoolExecutor(1) as pool:  # Ray workers warm up while the driver hashes the inputs
+        hashing = pool.submit(hash_inputs, fresh, max_pixels=ing.max_pixels if ing.near_dup != "off" else None,
+                              download=ing.download)
+        if fresh:
+            on_work()
+        hashes = hashing.result()
     log(f"planned {len(fresh)} inputs in {time.perf_counter() - t0:.1f}s")
     plan = make_plan(fresh, hashes, existing, cfg.split, cfg.shards.samples_per_shard,
                      _next_chunk(root, {r["run_id"] for r in runs}), ing.near_dup, ing.near_dup_distance)
@@ -264,11 +273,12 @@ def _isolate_chunk(executor, call: tuple) -> dict:
     return write_chunk(dest, ingest.GROUP, chunk, outcomes, shard_cfg, ingest.STAGE, run_id)
 
 
-def _start_or_resume(root: Path, cfg: BuildConfig, command: str) -> tuple[dict, list[dict]]:
+def _start_or_resume(root: Path, cfg: BuildConfig, command: str,
+                     on_work: Callable[[], None] = lambda: None) -> tuple[dict, list[dict]]:
     runs = read_table(root, "runs")
     unfinished = [r for r in runs if r["status"] == "running"]  # labelling runs end complete|incomplete
     if not unfinished:
-        return _new_run(root, cfg, command, runs)
+        return _new_run(root, cfg, command, runs, on_work)
     run = unfinished[-1]
     if run["config_hash"] != cfg.content_hash():
         raise BuildError(
@@ -305,12 +315,16 @@ def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float)
         # Models are checked before anything runs: a bad id fails in seconds, with nothing half-built.
         jobs = {stage: stage_jobs(cfg, stage) for stage in MODEL_STAGES if stage in cfg.stages}
         store.pull()
-        run, plan = _start_or_resume(root, cfg, command)
+        lazy = LazyExecutor(cfg.runner)
+        try:
+            run, plan = _start_or_resume(root, cfg, command, lambda: lazy.get().warm(ingest.__name__))
+        except BaseException:
+            lazy.close()
+            raise
         store.push()  # the plan, then its run row
         run_id = run["run_id"]
         for tmp in layout.temp_files(root):
             tmp.unlink(missing_ok=True)  # leftovers of a killed run; never visible under a final name
-        lazy = LazyExecutor(cfg.runner)
         errors: list[str] = []
         probe_error = None
         try:

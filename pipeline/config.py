@@ -66,6 +66,7 @@ class IngestConfig:
     max_pixels: int = 89_478_485  # Pillow's decompression-bomb default
     image_format: str = "png"
     jpeg_quality: int = 95
+    keep_input: bool = True  # an image canonicalisation leaves as is keeps its own bytes (JPEG, or PNG when png)
     animated: str = "reject"  # animations are rejected (the only supported policy)
     download: DownloadConfig = field(default_factory=DownloadConfig)
     near_dup: str = "group"  # group: near-duplicates share a group (and split) | drop: they fail | off

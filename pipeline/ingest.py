@@ -7,7 +7,7 @@ import os
 
 from .chunks import Outcome, failure_outcome, sample_outcome, write_chunk
 from .config import IngestConfig, ShardConfig
-from .decode import DecodeLimits, Rejected, canonicalize, decode_image, encode_image
+from .decode import DecodeLimits, Rejected, canonicalize, decode_image, encode_image, kept_input, reduce_target
 from .sources import InputItem, read_bytes
 
 STAGE = "ingest"
@@ -49,10 +49,13 @@ def _prepare_once(plan_row: dict, cfg: IngestConfig, run_id: str) -> Outcome:
     sha = hashlib.sha256(data).hexdigest()
     if sha != plan_row["source_sha256"]:
         raise Rejected("changed", "file content changed between planning and ingest; re-run build-data")
-    img, src = decode_image(data, DecodeLimits(cfg.min_size, cfg.max_pixels))
     size = cfg.resolved_size()
-    img = canonicalize(img, cfg.policy, size)
-    encoded, ext = encode_image(img, cfg.image_format, cfg.jpeg_quality)
+    decoded, src = decode_image(data, DecodeLimits(cfg.min_size, cfg.max_pixels),
+                                reduce_to=lambda w, h: reduce_target(cfg.policy, size, w, h))
+    img = canonicalize(decoded, cfg.policy, size)
+    # Left as decoded: store the input's own bytes (same pixels, no re-encode; a JPEG keeps its compression).
+    ext = kept_input(src, cfg.image_format) if cfg.keep_input and img is decoded else None
+    encoded, ext = (data, ext) if ext else encode_image(img, cfg.image_format, cfg.jpeg_quality)
     key = plan_row["key"]
     canonical = f"{cfg.policy}:{size}"
     return sample_outcome(

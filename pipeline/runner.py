@@ -36,6 +36,9 @@ class LocalExecutor:
             except Exception as e:  # the caller decides what a failed call means
                 yield i, e
 
+    def warm(self, module: str) -> None:
+        pass
+
     def map_actors(self, cls: type, init_args: tuple, method: str, calls: list[tuple],
                    gpus_per_worker: float = -1.0) -> Iterator[tuple[int, Any]]:
         """One instance of cls (a model loaded once), its method called for each call in turn.
@@ -94,6 +97,12 @@ class RayExecutor:
         self.address = address or "local"
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
+    def warm(self, module: str) -> None:
+        """Import `module` in every worker now, while the driver is still busy (fire and forget): the first
+        tasks then find the imports done."""
+        self._warm = [self._ray.remote(num_cpus=1, max_retries=0)(_import).remote(module)
+                      for _ in range(self.workers)]
+
     def map(self, fn: Callable, calls: list[tuple]) -> Iterator[tuple[int, Any]]:
         ray = self._ray
         remote = ray.remote(num_cpus=1, max_retries=self.max_retries)(fn)
@@ -150,6 +159,12 @@ class RayExecutor:
     def close(self) -> None:
         if self._owned:
             self._ray.shutdown()
+
+
+def _import(module: str) -> None:
+    import importlib
+
+    importlib.import_module(module)
 
 
 def make_executor(cfg: RunnerConfig):

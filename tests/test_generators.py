@@ -167,10 +167,10 @@ def test_oom_batches_are_split_and_recorded(models, tmp_path, monkeypatch):
 
     real = autoencoder.reconstruct
 
-    def small_memory(ae, images, seeds, latent, tile=False):
+    def small_memory(ae, images, seeds, latent, tile=False, **kw):
         if images.shape[0] > 1:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(ae, images, seeds, latent, tile)
+        return real(ae, images, seeds, latent, tile, **kw)
 
     monkeypatch.setattr(autoencoder, "reconstruct", small_memory)
     make_images(tmp_path / "in", 4, size=(64, 64))
