@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from manifests.errors import AigError
+
 
 def default_threads() -> int:
     """CPU threads for inference: half the cores, at most 4 (more oversubscribes a shared machine badly)."""
@@ -29,7 +31,7 @@ def resolve_run_folder(path: Path, marker: str, subfolders: tuple[str, ...]) -> 
     return path
 
 
-class BranchError(RuntimeError):
+class BranchError(AigError, RuntimeError):
     """A branch cannot be loaded; the message names the path and what to do."""
 
 
@@ -107,7 +109,7 @@ class SemanticBranch:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from generators.devices import torch_setup
+        from pipeline.devices import torch_setup
 
         if adapter:
             adapter = str(resolve_run_folder(Path(adapter), "adapter_config.json", ("adapter",)))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from manifests.errors import AigError
+
 from .metrics import FUSIONS, binary_metrics, fired, mean_fusion, or_fusion
 from .robustness import check as check_perturbation
 
@@ -20,7 +22,7 @@ DETECTORS = ("pixel", "semantic", "fused")
 BATCH_IMAGES = 32  # images held in memory at once
 
 
-class EvalError(ValueError):
+class EvalError(AigError, ValueError):
     """Evaluation cannot run as asked; the message says why and what to do."""
 
 

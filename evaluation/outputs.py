@@ -123,7 +123,7 @@ def write_tables(root: Path, eval_id: str, run: dict, score_rows: list[dict], re
     from manifests.schema import parquet_bytes, to_table
     from pipeline.shards import atomic_write
 
-    from .tables import EVAL_RESULTS, EVAL_RUNS, EVAL_SCORES
+    from manifests.schema import EVAL_RESULTS, EVAL_RUNS, EVAL_SCORES
 
     for name, columns, rows in (("eval_scores", EVAL_SCORES, score_rows), ("eval_results", EVAL_RESULTS, results),
                                 ("eval_runs", EVAL_RUNS, [run])):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 
 from pipeline.config import InpaintConfig
+from pipeline.devices import torch_setup, versions
 
-from .devices import torch_setup, versions
 from .diffusion import load_pipeline
 from .reconstruct import AutoencoderSpec, ReconstructWorker
 

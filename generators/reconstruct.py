@@ -13,11 +13,11 @@ from pathlib import Path
 from pipeline.chunks import Outcome, failure_outcome, sample_outcome, write_chunk
 from pipeline.config import ReconstructConfig, ShardConfig
 from pipeline.decode import encode_image
+from pipeline.devices import torch_setup, versions
 from pipeline.storage import read_range
 
 from . import autoencoder as ae_mod
 from .batching import run_in_batches
-from .devices import torch_setup, versions
 from .naming import generator_name
 
 STAGE = "reconstruct"

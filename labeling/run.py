@@ -12,13 +12,15 @@ from pathlib import Path
 from pipeline import layout
 from pipeline.model_stages import CAPTION_GROUP_PREFIX
 
+from manifests.errors import AigError
+
 from .worker import CAPTION_STAGE, STAGE, LabelJob, LabelWorker
 
 ANNOTATE_CANDIDATES = "((task = 'semantic' and label = 'fake') or (task = 'both' and label = 'real'))"
 CAPTION_CANDIDATES = "(task = 'both' and label = 'real' and coalesce(caption, '') = '')"
 
 
-class LabelError(RuntimeError):
+class LabelError(AigError, RuntimeError):
     """Labelling cannot start; the message says why and what to do."""
 
 

@@ -6,9 +6,11 @@ import os
 import re
 from pathlib import Path
 
+from .errors import AigError
+
 from .schema import CATALOG_FILE, DUCKDB_TYPES, MANIFEST_DIR, TABLES
 
-class CatalogError(RuntimeError):
+class CatalogError(AigError, RuntimeError):
     """The catalog or a query cannot be used; the message says why and what to do."""
 
 

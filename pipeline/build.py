@@ -15,6 +15,8 @@ from pathlib import Path
 from manifests.catalog import refresh_catalog
 from manifests.schema import RUNS, parquet_bytes, table_dir, to_table
 
+from manifests.errors import AigError
+
 from . import info, ingest, layout, provenance, storage
 from .chunks import write_chunk
 from .config import BuildConfig
@@ -25,7 +27,7 @@ from .shards import atomic_write, is_disk_full
 from .sources import enumerate_inputs
 
 
-class BuildError(RuntimeError):
+class BuildError(AigError, RuntimeError):
     """The build cannot start or continue; the message says why and what to do."""
 
 

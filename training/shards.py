@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from manifests.errors import AigError
 
-class DataError(ValueError):
+
+class DataError(AigError, ValueError):
     """The dataset lacks what training needs; the message says what to build."""
 
 
