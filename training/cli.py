@@ -1,4 +1,4 @@
-"""Plain functions behind `aig train` (the typer command in pipeline/cli.py only collects options)."""
+"""Plain functions behind `aig train` (the typer command in aig/cli.py only collects options)."""
 
 from __future__ import annotations
 
