@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .evaluate import fmt_pct, nanmean
+from .metrics import fmt_pct, nanmean
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -78,7 +78,7 @@ def write_plots(folder: Path, score_rows: list[dict], detectors: list[str]) -> l
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
-    from .evaluate import detector_columns
+    from .metrics import detector_columns
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

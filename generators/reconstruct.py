@@ -62,6 +62,10 @@ class ReconstructWorker:
     def __init__(self, spec: AutoencoderSpec, cfg: ReconstructConfig, threads: int = 1):
         self.device, self.dtype, self.threads = torch_setup(cfg.dtype, threads)
         self.spec, self.cfg = spec, cfg
+        self._load(spec)
+
+    def _load(self, spec: AutoencoderSpec) -> None:
+        """The model, its downscale factor and the provenance every sample shares."""
         self.ae = ae_mod.load_autoencoder(spec.model, spec.subfolder, spec.revision, self.device, self.dtype)
         self.factor = self.ae.factor
         self.base = ae_mod.describe(self.ae, spec.model, spec.subfolder, spec.revision)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from manifests.errors import AigError
 
-DEFAULT_MODEL = "aig_tinycnn"
 _REGISTERED = False
 
 
