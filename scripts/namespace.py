@@ -55,7 +55,7 @@ root_packages = ["aig"]
 name = "layers: manifests < pipeline < generators | labeling < training < evaluation < aig"
 type = "layers"
 containers = ["aig"]
-layers = ["cli | stages", "evaluation", "training", "generators | labeling", "pipeline", "manifests"]
+layers = ["cli", "stages", "evaluation", "training", "generators | labeling", "pipeline", "manifests"]
 '''
 
 
