@@ -38,7 +38,7 @@ def main() -> int:
         small = rng.integers(0, 256, (6, 9, 3), dtype=np.uint8)
         Image.fromarray(small).resize((96, 64), Image.Resampling.BICUBIC).save(tmp / "in" / f"img{i}.png")
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-c", "from pipeline.cli import main; main()", "build-data", "-o", str(tmp / "ds"),
+    cmd = [sys.executable, "-c", "from aig.cli import main; main()", "build-data", "-o", str(tmp / "ds"),
            "--input-dir", str(tmp / "in"), "--executor", "local", "--stages", "ingest,reconstruct",
            "--autoencoder", str(vae)]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)

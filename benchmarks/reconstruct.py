@@ -161,7 +161,7 @@ def ensure_base(workdir: Path, images: Path, n: int) -> Path:
         return base
     shutil.rmtree(base, ignore_errors=True)
     aig = Path(sys.executable).with_name("aig")
-    cmd = [str(aig)] if aig.is_file() else [sys.executable, "-c", "from pipeline.cli import main; main()"]
+    cmd = [str(aig)] if aig.is_file() else [sys.executable, "-c", "from aig.cli import main; main()"]
     cmd += ["build-data", "--stages", "ingest", "--input-dir", str(images), "-o", str(base),
             "--samples-per-shard", str(PER_SHARD), "--executor", "local"]
     t0 = time.perf_counter()

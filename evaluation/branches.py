@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from manifests.errors import AigError
+
 
 def default_threads() -> int:
     """CPU threads for inference: half the cores, at most 4 (more oversubscribes a shared machine badly)."""
@@ -29,21 +31,21 @@ def resolve_run_folder(path: Path, marker: str, subfolders: tuple[str, ...]) -> 
     return path
 
 
-class BranchError(RuntimeError):
+class BranchError(AigError, RuntimeError):
     """A branch cannot be loaded; the message names the path and what to do."""
 
 
 class PixelBranch:
-    """A pixel-artifact checkpoint written by `aig train-pixel` (training.checkpoint)."""
+    """A pixel-artifact checkpoint written by `aig train --branch pixel` (training.checkpoint)."""
 
     def __init__(self, path: str | Path, batch_size: int = 16):
         try:
             from training.checkpoint import load_pixel_model
         except ImportError as e:
-            raise BranchError(f"the pixel branch needs training.checkpoint (issue 5): {e}") from None
+            raise BranchError(f"the pixel branch needs training.checkpoint: {e}") from None
         path = resolve_run_folder(Path(path), "config.json", ("best", "final"))
         if not path.exists():
-            raise BranchError(f"pixel checkpoint '{path}' does not exist: train one with `aig train-pixel` "
+            raise BranchError(f"pixel checkpoint '{path}' does not exist: train one with `aig train --branch pixel` "
                               f"or pass --pixel PATH")
         try:
             self.model, self.cfg = load_pixel_model(path)
@@ -107,13 +109,13 @@ class SemanticBranch:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from generators.devices import torch_setup
+        from pipeline.devices import torch_setup
 
         if adapter:
             adapter = str(resolve_run_folder(Path(adapter), "adapter_config.json", ("adapter",)))
         if adapter and not Path(adapter).is_dir():
             raise BranchError(f"semantic adapter '{adapter}' is not a folder: pass the adapter directory "
-                              f"written by `aig train-semantic`")
+                              f"written by `aig train --branch semantic`")
         model = model or _base_of_adapter(Path(adapter))
         self.model_id, self.adapter = model, adapter
         self.device, self.dtype, _ = torch_setup("auto", torch.get_num_threads())

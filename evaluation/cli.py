@@ -1,4 +1,4 @@
-"""Command bodies for `aig evaluate`, `aig predict`, `aig audit` and `aig report` (registered in pipeline/cli.py)."""
+"""Command bodies for `aig evaluate`, `aig predict`, `aig audit` and `aig report` (registered in aig/cli.py)."""
 
 from __future__ import annotations
 
@@ -19,25 +19,18 @@ def evaluate(dataset: Path, split: str, benchmarks: list[str], pixel: str | None
              semantic_adapter: str | None, tau: str, fusion: str, weight: float, sweep: bool,
              perturb: list[str], batch_size: int, max_new_tokens: int, threads: int | None = None,
              constrained: bool = False) -> None:
-    from .branches import BranchError
-    from .evaluate import EvalError, EvalOptions, parse_tau, run_evaluation
+    from .evaluate import EvalOptions, parse_tau, run_evaluation
     from .robustness import SWEEP
 
     perts = ["none"] + (list(SWEEP) if sweep else []) + [p for p in perturb if p not in SWEEP or not sweep]
-    try:
-        tau_value = parse_tau(tau)
-    except EvalError as e:
-        _fail(str(e))
+    tau_value = parse_tau(tau)
     from pipeline.redact import command_line
 
     opts = EvalOptions(tau=tau_value, fusion=fusion, weight=weight, perturbations=list(dict.fromkeys(perts)))
-    try:
-        rep = run_evaluation(dataset, split=None if split == "none" else split, benchmarks=benchmarks,
-                             pixel_path=pixel, semantic_model=semantic_model, semantic_adapter=semantic_adapter,
-                             opts=opts, command=command_line(), batch_size=batch_size,
-                             max_new_tokens=max_new_tokens, threads=threads, constrained=constrained, log=lambda m: typer.echo(m, err=True))
-    except (EvalError, BranchError) as e:
-        _fail(str(e))
+    rep = run_evaluation(dataset, split=None if split == "none" else split, benchmarks=benchmarks,
+                         pixel_path=pixel, semantic_model=semantic_model, semantic_adapter=semantic_adapter,
+                         opts=opts, command=command_line(), batch_size=batch_size,
+                         max_new_tokens=max_new_tokens, threads=threads, constrained=constrained, log=lambda m: typer.echo(m, err=True))
     typer.echo(rep.markdown)
     typer.echo(f"evaluation {rep.eval_id}: {len(rep.scores)} scores, {len(rep.results)} result rows")
     typer.echo(f"  tables: {rep.folder / 'results.md'}")
@@ -62,28 +55,22 @@ def _expand(paths: list[Path]) -> list[Path]:
 def predict(paths: list[Path], pixel: str | None, semantic_model: str | None, semantic_adapter: str | None,
             tau: str, fusion: str, weight: float, as_json: bool, max_new_tokens: int, threads: int | None = None,
             constrained: bool = False) -> None:
-    from .branches import BranchError, PixelBranch, SemanticBranch, set_threads
+    from .branches import PixelBranch, SemanticBranch, set_threads
     from .dataset_io import open_path
-    from .evaluate import EvalError, EvalOptions, fuse_row, parse_tau, resolve_tau
+    from .evaluate import EvalOptions, fuse_row, parse_tau, resolve_tau
 
-    try:
-        opts = EvalOptions(tau=parse_tau(tau), fusion=fusion, weight=weight)
-        opts.check()
-    except EvalError as e:
-        _fail(str(e))
+    opts = EvalOptions(tau=parse_tau(tau), fusion=fusion, weight=weight)
+    opts.check()
     if not (pixel or semantic_model or semantic_adapter):
         _fail("pass --pixel CHECKPOINT and/or --semantic-model MODEL (with --semantic-adapter DIR)")
     files = _expand(paths)
     if not files:
         _fail("no images found in the given paths")
     set_threads(threads)
-    try:
-        pix = PixelBranch(pixel) if pixel else None
-        sem = SemanticBranch(semantic_model, semantic_adapter, max_new_tokens=max_new_tokens,
-                                                          constrained=constrained) if (semantic_model or semantic_adapter) else None
-        resolve_tau(opts, pix)
-    except (BranchError, EvalError) as e:
-        _fail(str(e))
+    pix = PixelBranch(pixel) if pixel else None
+    sem = SemanticBranch(semantic_model, semantic_adapter, max_new_tokens=max_new_tokens,
+                         constrained=constrained) if (semantic_model or semantic_adapter) else None
+    resolve_tau(opts, pix)
     results, bad = [], 0
     for f in files:
         img, err = open_path(str(f))

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import FUSIONS, binary_metrics, fired, mean_fusion, or_fusion
+from manifests.errors import AigError
+
+from .metrics import FUSIONS, binary_metrics, detector_columns, fired, fmt_pct, mean_fusion, nanmean, or_fusion
 from .robustness import check as check_perturbation
 
-DETECTORS = ("pixel", "semantic", "fused")
 BATCH_IMAGES = 32  # images held in memory at once
 
 
-class EvalError(ValueError):
+class EvalError(AigError, ValueError):
     """Evaluation cannot run as asked; the message says why and what to do."""
 
 
@@ -156,15 +157,6 @@ def fuse_row(pixel_prob: float | None, vlm_fake: bool | None, opts: EvalOptions,
             "fired": fired(pixel_prob > opts.tau, vlm_fake)}
 
 
-def detector_columns(det: str, tau: float):
-    """(score of a row, prediction of a row) for a detector."""
-    if det == "pixel":
-        return (lambda r: r["pixel_prob"]), (lambda r: r["pixel_prob"] > tau)
-    if det == "semantic":
-        return (lambda r: r["semantic_score"]), (lambda r: r["semantic_verdict"] == "fake")
-    return (lambda r: r["fused_score"]), (lambda r: r["fused_pred"] == "fake")
-
-
 def groups(rows: list[dict]) -> list[tuple[str, str, list[dict]]]:
     """(kind, name, rows): everything; per fake generator and per subset, with their reals.
 
@@ -291,12 +283,3 @@ def resolve_tau(opts: EvalOptions, pixel) -> None:
         if pixel is None or pixel.threshold is None:
             raise EvalError("--tau calibrated needs a pixel checkpoint whose config.json has a 'threshold'")
         opts.tau = float(pixel.threshold)
-
-
-def fmt_pct(v) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
-
-
-def nanmean(vals) -> float:
-    vals = [v for v in vals if v is not None and not math.isnan(v)]
-    return float(np.mean(vals)) if vals else math.nan

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from manifests.errors import AigError
+
 REAL_DIRS = {"0_real", "real", "nature", "0-real", "reals"}
 FAKE_DIRS = {"1_fake", "fake", "ai", "1-fake", "fakes"}
 SPLIT_DIRS = {"test", "val", "train", "eval", "validation"}
@@ -22,7 +24,7 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif",
 LIST_EXTS = {".csv", ".tsv", ".parquet"}
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(AigError, ValueError):
     """A benchmark path or list cannot be used; the message says why and what to do."""
 
 

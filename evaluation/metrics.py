@@ -60,3 +60,21 @@ def fired(pixel_fake: bool, vlm_fake: bool) -> str:
     """Which branch made an OR-fused verdict fake: pixel, semantic, both or none."""
     return {(True, True): "both", (True, False): "pixel", (False, True): "semantic"}.get(
         (bool(pixel_fake), bool(vlm_fake)), "none")
+
+
+def detector_columns(det: str, tau: float):
+    """(score of a row, prediction of a row) for a detector."""
+    if det == "pixel":
+        return (lambda r: r["pixel_prob"]), (lambda r: r["pixel_prob"] > tau)
+    if det == "semantic":
+        return (lambda r: r["semantic_score"]), (lambda r: r["semantic_verdict"] == "fake")
+    return (lambda r: r["fused_score"]), (lambda r: r["fused_pred"] == "fake")
+
+
+def fmt_pct(v) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
+def nanmean(vals) -> float:
+    vals = [v for v in vals if v is not None and not math.isnan(v)]
+    return float(np.mean(vals)) if vals else math.nan

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .evaluate import fmt_pct, nanmean
+from .metrics import fmt_pct, nanmean
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -96,7 +96,7 @@ def write_plots(folder: Path, score_rows: list[dict], detectors: list[str]) -> l
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
-    from .evaluate import detector_columns
+    from .metrics import detector_columns
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -147,7 +147,7 @@ def write_tables(root: Path, eval_id: str, run: dict, score_rows: list[dict], re
     from manifests.schema import parquet_bytes, to_table
     from pipeline.shards import atomic_write
 
-    from .tables import EVAL_RESULTS, EVAL_RUNS, EVAL_SCORES
+    from manifests.schema import EVAL_RESULTS, EVAL_RUNS, EVAL_SCORES
 
     for name, columns, rows in (("eval_scores", EVAL_SCORES, score_rows), ("eval_results", EVAL_RESULTS, results),
                                 ("eval_runs", EVAL_RUNS, [run])):

@@ -1,1 +1,1 @@
-"""Fake-image generators: autoencoder reconstructions and diffusion pipelines (issue 3)."""
+"""Fake-image generators: autoencoder reconstructions and diffusion pipelines."""

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import random
 
-from pipeline.config import InpaintConfig
+from pipeline.devices import versions
 
-from .devices import torch_setup, versions
 from .diffusion import load_pipeline, run_checked
 from .output_checks import problem_message
 from .reconstruct import AutoencoderSpec, ReconstructWorker
@@ -38,9 +37,7 @@ class InpaintWorker(ReconstructWorker):
     kind = KIND
     stage = "inpaint"
 
-    def __init__(self, spec: AutoencoderSpec, cfg: InpaintConfig, threads: int = 1):
-        self.device, self.dtype, self.threads = torch_setup(cfg.dtype, threads)
-        self.spec, self.cfg = spec, cfg
+    def _load(self, spec: AutoencoderSpec) -> None:
         self.pipe, commit = load_pipeline(spec.model, spec.revision, self.device, self.dtype, None, False)
         self.factor = FACTOR
         self.base = {"model_id": spec.model, "revision": spec.revision, "commit": commit,

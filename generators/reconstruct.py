@@ -13,11 +13,11 @@ from pathlib import Path
 from pipeline.chunks import Outcome, failure_outcome, sample_outcome, write_chunk
 from pipeline.config import ReconstructConfig, ShardConfig
 from pipeline.decode import encode_image
+from pipeline.devices import torch_setup, versions
 from pipeline.storage import read_range
 
 from . import autoencoder as ae_mod
 from .batching import run_in_batches
-from .devices import torch_setup, versions
 from .naming import generator_name
 from .output_checks import NON_FINITE, output_problem, problem_message, psnr
 
@@ -70,6 +70,10 @@ class ReconstructWorker:
     def __init__(self, spec: AutoencoderSpec, cfg: ReconstructConfig, threads: int = 1):
         self.device, self.dtype, self.threads = torch_setup(cfg.dtype, threads)
         self.spec, self.cfg = spec, cfg
+        self._load(spec)
+
+    def _load(self, spec: AutoencoderSpec) -> None:
+        """The model, its downscale factor and the provenance every sample shares."""
         self.ae = ae_mod.load_autoencoder(spec.model, spec.subfolder, spec.revision, self.device, self.dtype)
         self._ae32 = None
         self.factor = self.ae.factor

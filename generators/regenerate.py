@@ -13,10 +13,12 @@ from pathlib import Path
 from pipeline.config import GenerateConfig, InpaintConfig, ReconstructConfig
 from pipeline.decode import encode_image
 
+from manifests.errors import AigError
+
 from .reconstruct import AutoencoderSpec, provenance_of, read_member
 
 
-class RegenerateError(RuntimeError):
+class RegenerateError(AigError, RuntimeError):
     """The sample cannot be regenerated; the message says why."""
 
 

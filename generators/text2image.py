@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pipeline.chunks import Outcome, failure_outcome, sample_outcome, write_chunk
 from pipeline.config import GenerateConfig, ShardConfig
 from pipeline.decode import encode_image
+from pipeline.devices import torch_setup, versions
 
 from .batching import run_in_batches
-from .devices import torch_setup, versions
 from .diffusion import load_pipeline, run_checked
 from .output_checks import problem_message
 from .naming import generator_name

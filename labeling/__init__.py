@@ -1,1 +1,1 @@
-"""Semantic labeling with VLM annotators (issue 4)."""
+"""Semantic labeling with VLM annotators."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 from dataclasses import asdict, dataclass
 
+from manifests.errors import AigError
+
 
 @dataclass(frozen=True)
 class Decoding:
@@ -58,7 +60,7 @@ class BackendSpec:
         return f"transformers:{self.model}" + (f"@{self.revision}" if self.revision else "")
 
 
-class BackendError(RuntimeError):
+class BackendError(AigError, RuntimeError):
     """The backend cannot be used; the message names the model or endpoint and what to do."""
 
 
@@ -78,7 +80,7 @@ def check_backend(spec: BackendSpec) -> None:
         if not spec.model:
             raise BackendError("the openai backend needs --model, the served model's name")
         return
-    from generators.autoencoder import ModelLoadError, read_model_json
+    from pipeline.hub import ModelLoadError, read_model_json
 
     try:
         read_model_json("VLM", spec.model, "config.json", None, spec.revision)
@@ -93,7 +95,7 @@ class TransformersBackend:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from generators.devices import torch_setup
+        from pipeline.devices import torch_setup
 
         from . import vlm
 
@@ -151,7 +153,7 @@ class TransformersBackend:
         return [Reply(t, truncated=not e and len(row) >= d.max_new_tokens) for t, e, row in zip(texts, ended, new)]
 
 
-class DeadlineExceeded(Exception):
+class DeadlineExceeded(AigError):
     """A request outlived its whole-request deadline (e.g. a server trickling its reply)."""
 
 

@@ -31,7 +31,7 @@ def run_label_semantic(fail, o: dict, command: str) -> None:
     from .backends import BackendError, BackendSpec, Decoding, check_backend
     from .prompts import ANNOTATE, CAPTION, resolve
     from .purity import PurityRules
-    from .run import LabelError, group_name, label_dataset
+    from .run import group_name, label_dataset
     from .worker import LabelJob
 
     if not o["model"]:
@@ -63,11 +63,8 @@ def run_label_semantic(fail, o: dict, command: str) -> None:
                           gpus_per_worker=o["gpus_per_worker"])
     root = Path(o["dataset"])
     splits = [s.strip() for s in o["splits"].split(",")] if o["splits"] else None
-    try:
-        report = label_dataset(root, job, runner, ShardConfig(), splits, o["where"], o["limit"], o["chunk_size"],
-                               command, _echo)
-    except LabelError as e:
-        fail(str(e))
+    report = label_dataset(root, job, runner, ShardConfig(), splits, o["where"], o["limit"], o["chunk_size"],
+                           command, _echo)
     what = "captioned" if o["caption"] else "labelled"
     typer.echo(f"dataset: {root.resolve()}")
     typer.echo(f"{report.run_id}: annotator {report.annotator}, prompt {report.prompt_version}: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -12,13 +13,15 @@ from pathlib import Path
 from pipeline import layout
 from pipeline.model_stages import CAPTION_GROUP_PREFIX
 
+from manifests.errors import AigError
+
 from .worker import CAPTION_STAGE, STAGE, LabelJob, LabelWorker
 
 ANNOTATE_CANDIDATES = "((task = 'semantic' and label = 'fake') or (task = 'both' and label = 'real'))"
 CAPTION_CANDIDATES = "(task = 'both' and label = 'real' and coalesce(caption, '') = '')"
 
 
-class LabelError(RuntimeError):
+class LabelError(AigError, RuntimeError):
     """Labelling cannot start; the message says why and what to do."""
 
 
@@ -54,10 +57,11 @@ def candidates(root: Path, job: LabelJob, splits: list[str] | None, where: str |
 
     cond = CAPTION_CANDIDATES if job.task == "caption" else ANNOTATE_CANDIDATES
     if splits:
-        cond += " and split in (" + ", ".join("'" + s.replace("'", "''") + "'" for s in splits) + ")"
+        cond += f" and split in ({', '.join('?' for _ in splits)})"
     if where:
         cond += f" and ({where})"
-    return query_rows(root, f"select * from samples where {cond} order by key" + (f" limit {int(limit)}" if limit else ""))
+    return query_rows(root, f"select * from samples where {cond} order by key" + (f" limit {int(limit)}" if limit else ""),
+                      list(splits or []))
 
 
 def labelled_keys(root: Path, job: LabelJob) -> set[str]:
@@ -65,10 +69,8 @@ def labelled_keys(root: Path, job: LabelJob) -> set[str]:
     from manifests.catalog import query_rows
 
     table = "captions" if job.task == "caption" else "semantic_labels"
-    annotator = job.backend.annotator_id().replace("'", "''")
-    version = job.prompt_version.replace("'", "''")
-    return {r["key"] for r in query_rows(root, f"select distinct key from {table} where annotator = '{annotator}' "
-                                                f"and prompt_version = '{version}'")}
+    return {r["key"] for r in query_rows(root, f"select distinct key from {table} where annotator = ? and prompt_version = ?",
+                                         [job.backend.annotator_id(), job.prompt_version])}
 
 
 def remove_unfinished(root: Path, group: str) -> int:
@@ -118,9 +120,9 @@ def _label_dataset(root: Path, job: LabelJob, runner, shard_cfg, splits, where, 
     if not (root / "catalog.duckdb").is_file():
         raise LabelError(f"'{root}' is not a dataset (no catalog.duckdb); build one first with `aig build-data -o {root}`")
     start = time.perf_counter()
+    lock = contextlib.ExitStack()  # held until the end of the run, released in the `finally` below
     try:
-        lock = dataset_lock(root)
-        lock.__enter__()
+        lock.enter_context(dataset_lock(root))
     except BuildError as e:
         raise LabelError(str(e).replace("aig build-data", "aig build-data or aig label-semantic")) from None
     try:
@@ -156,7 +158,7 @@ def _label_dataset(root: Path, job: LabelJob, runner, shard_cfg, splits, where, 
         info.write_info(root)
         refresh_catalog(root)
     finally:
-        lock.__exit__(None, None, None)
+        lock.close()
     report.seconds = time.perf_counter() - start
     return report
 

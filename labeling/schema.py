@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from manifests.errors import AigError
+
 SCHEMA_VERSION = "aig-semantic-annotation/1"
 CATEGORIES = ("anatomy", "text_and_glyphs", "physics", "geometry_and_perspective", "object_structure",
               "context_and_commonsense", "other")
@@ -41,7 +43,7 @@ class Annotation:
         return max((i.confidence for i in self.inconsistencies), default=0.0)
 
 
-class SchemaError(ValueError):
+class SchemaError(AigError, ValueError):
     """An annotator output that does not fit the schema."""
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import re
 
+from manifests.errors import AigError
+
 PREFIX_LM_PROCESSORS = ("PaliGemmaProcessor",)  # no chat template: image tokens + prefix text; the answer is a suffix
 
 
-class VLMFormatError(ValueError):
+class VLMFormatError(AigError, ValueError):
     """A processor whose prompt format aig does not know; the message says what to do."""
 
 

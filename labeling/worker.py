@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from manifests.schema import parquet_bytes, to_table
+from manifests.schema import CAPTIONS, SEMANTIC_INCONSISTENCIES, SEMANTIC_LABELS, parquet_bytes, to_table
 from pipeline import layout
 from pipeline.chunks import Outcome, failure_outcome, sample_outcome, write_chunk
 from pipeline.config import ShardConfig
@@ -20,7 +20,6 @@ from . import purity, schema
 from .backends import BackendSpec, Decoding, Reply, make_backend
 from .records import conversation
 from .scramble import ScrambleRanges, draw_recipe
-from .tables import CAPTIONS, SEMANTIC_INCONSISTENCIES, SEMANTIC_LABELS
 
 STAGE = "label-semantic"
 CAPTION_STAGE = "caption"

@@ -6,9 +6,11 @@ import os
 import re
 from pathlib import Path
 
+from .errors import AigError
+
 from .schema import CATALOG_FILE, DUCKDB_TYPES, MANIFEST_DIR, TABLES
 
-class CatalogError(RuntimeError):
+class CatalogError(AigError, RuntimeError):
     """The catalog or a query cannot be used; the message says why and what to do."""
 
 
@@ -180,19 +182,19 @@ def open_query(root: Path, query: str):
         raise
 
 
-def run_query(root: Path, query: str):
-    """Run read-only SQL against the dataset's catalog; returns (connection, relation)."""
+def run_query(root: Path, query: str, params: list | None = None):
+    """Run read-only SQL (with `?` placeholders for `params`) against the dataset's catalog; returns (connection, relation)."""
     con, sql = open_query(root, query)
     try:
-        return con, con.sql(sql)
+        return con, con.sql(sql, params=params)
     except BaseException:
         con.close()
         raise
 
 
-def query_rows(root: Path, query: str) -> list[dict]:
-    """Read-only SQL against the catalog, as a list of dicts."""
-    con, rel = run_query(root, query)
+def query_rows(root: Path, query: str, params: list | None = None) -> list[dict]:
+    """Read-only SQL (with `?` placeholders for `params`) against the catalog, as a list of dicts."""
+    con, rel = run_query(root, query, params)
     try:
         cols = rel.columns
         return [dict(zip(cols, r)) for r in rel.fetchall()]

@@ -1,4 +1,4 @@
-"""Manifest tables (samples, failures, runs): their columns, types and on-disk layout."""
+"""Every manifest table (samples, failures, runs, labels, captions, evaluation): columns, types, on-disk layout."""
 
 from __future__ import annotations
 
@@ -72,14 +72,114 @@ RUNS = (
     ("resumed", "int32"),
 )
 
-def _label_tables() -> dict:
-    from labeling.tables import CAPTIONS, SEMANTIC_INCONSISTENCIES, SEMANTIC_LABELS
+# Label tables: semantic_labels (one row per image and annotator/prompt version), semantic_inconsistencies
+# (one row per named inconsistency) and captions.
+SEMANTIC_LABELS = (
+    ("key", "string"),  # the labelled sample's key (join to samples.key)
+    ("annotator", "string"),
+    ("prompt_version", "string"),
+    ("schema_version", "string"),
+    ("run_id", "string"),
+    ("chunk", "string"),
+    ("label", "string"),  # the sample's ground truth: real | fake
+    ("generator", "string"),
+    ("split", "string"),
+    ("verdict", "string"),  # consistent | inconsistent | null (unparsed)
+    ("n_inconsistencies", "int32"),
+    ("n_counted", "int32"),  # inconsistencies at or above the purity threshold
+    ("max_confidence", "double"),
+    ("decision", "string"),  # accepted | excluded | quarantined | invalid
+    ("decision_reason", "string"),
+    ("parse_status", "string"),  # ok | repaired | invalid
+    ("attempts", "int32"),
+    ("raw_text", "string"),  # the annotator's last output, always kept
+    ("annotation", "string"),  # JSON of the validated annotation
+    ("sft_key", "string"),  # key of the semantic-sft sample made from it (accepted only)
+    ("decoding", "string"),  # JSON: decoding parameters, backend details
+    ("purity", "string"),  # JSON: the rules applied
+    ("seconds", "double"),
+)
 
-    return {"semantic_labels": SEMANTIC_LABELS, "semantic_inconsistencies": SEMANTIC_INCONSISTENCIES,
-            "captions": CAPTIONS}
+SEMANTIC_INCONSISTENCIES = (
+    ("key", "string"),
+    ("annotator", "string"),
+    ("prompt_version", "string"),
+    ("label", "string"),
+    ("generator", "string"),
+    ("split", "string"),
+    ("decision", "string"),
+    ("idx", "int32"),
+    ("category", "string"),
+    ("description", "string"),
+    ("confidence", "double"),
+    ("box", "string"),  # JSON [x0, y0, x1, y1] or null
+)
 
+CAPTIONS = (
+    ("key", "string"),
+    ("source_id", "string"),
+    ("caption", "string"),
+    ("annotator", "string"),
+    ("prompt_version", "string"),
+    ("run_id", "string"),
+    ("chunk", "string"),
+    ("raw_text", "string"),
+)
 
-TABLES = {"samples": SAMPLES, "failures": FAILURES, "runs": RUNS, **_label_tables()}
+# Evaluation tables (views in the catalog, queryable with `aig sql`).
+EVAL_RUNS = (
+    ("eval_id", "string"),
+    ("created_at", "string"),
+    ("command", "string"),
+    ("config", "string"),  # JSON: tau, fusion, weight, perturbations, sources, models
+    ("pixel_checkpoint", "string"),
+    ("semantic_model", "string"),
+    ("semantic_adapter", "string"),
+    ("n_images", "int64"),
+    ("n_unreadable", "int64"),
+    ("seconds", "double"),
+)
+
+EVAL_SCORES = (  # one row per image and perturbation
+    ("eval_id", "string"),
+    ("perturbation", "string"),  # none | jpeg75 | resize0.5 | crop0.75 ...
+    ("benchmark", "string"),
+    ("item", "string"),  # sample key (dataset) or file path (benchmark)
+    ("label", "string"),  # real | fake
+    ("generator", "string"),
+    ("subset", "string"),  # semantic | pixel | null
+    ("status", "string"),  # ok | missing | unreadable: ... (excluded from metrics)
+    ("pixel_prob", "double"),
+    ("semantic_verdict", "string"),  # real | fake | null (answer not readable: counted as real)
+    ("semantic_status", "string"),  # ok | repaired | invalid
+    ("semantic_score", "double"),  # P(fake) from the likelihood of the verdict word (ranking score)
+    ("inconsistencies", "string"),  # JSON list named by the VLM
+    ("semantic_text", "string"),  # the VLM's raw answer
+    ("fused_score", "double"),
+    ("fused_pred", "string"),  # real | fake
+    ("fired", "string"),  # pixel | semantic | both | none
+)
+
+EVAL_RESULTS = (  # one row per perturbation, benchmark, group and detector
+    ("eval_id", "string"),
+    ("perturbation", "string"),
+    ("benchmark", "string"),
+    ("group_kind", "string"),  # all | generator | subset
+    ("group_name", "string"),
+    ("detector", "string"),  # pixel | semantic | fused
+    ("n_real", "int64"),
+    ("n_fake", "int64"),
+    ("real_acc", "double"),
+    ("fake_acc", "double"),
+    ("balanced_acc", "double"),
+    ("ap", "double"),
+    ("auroc", "double"),
+)
+
+EVAL_TABLES = {"eval_runs": EVAL_RUNS, "eval_scores": EVAL_SCORES, "eval_results": EVAL_RESULTS}
+
+TABLES = {"samples": SAMPLES, "failures": FAILURES, "runs": RUNS, "semantic_labels": SEMANTIC_LABELS,
+          "semantic_inconsistencies": SEMANTIC_INCONSISTENCIES, "captions": CAPTIONS, **EVAL_TABLES}
 MANIFEST_DIR = "manifest"
 CATALOG_FILE = "catalog.duckdb"
 INFO_FILE = "info.json"
@@ -115,13 +215,3 @@ def parquet_bytes(table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue().to_pybytes()
-
-
-def _eval_tables() -> dict:
-    """Evaluation tables (issue 6), appended so they show up as catalog views."""
-    from evaluation.tables import EVAL_TABLES
-
-    return EVAL_TABLES
-
-
-TABLES.update(_eval_tables())

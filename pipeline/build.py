@@ -13,9 +13,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from generators.autoencoder import ModelLoadError
+from .hub import ModelLoadError
 from manifests.catalog import refresh_catalog
 from manifests.schema import RUNS, parquet_bytes, table_dir, to_table
+
+from manifests.errors import AigError
 
 from . import info, ingest, layout, provenance, storage
 from .chunks import write_chunk
@@ -27,7 +29,7 @@ from .shards import atomic_write, is_disk_full
 from .sources import enumerate_inputs
 
 
-class BuildError(RuntimeError):
+class BuildError(AigError, RuntimeError):
     """The build cannot start or continue; the message says why and what to do."""
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from manifests.errors import AigError
+
 DEFAULT_OUTPUT = "aig-data/default"
 STAGES = ("ingest", "reconstruct", "inpaint", "generate")
 LATENT_MODES = ("sample", "mode")
@@ -27,7 +29,7 @@ COMMANDS = ("build-data", "sql", "verify", "info", "regenerate", "evaluate", "pr
             "label-semantic", "train")
 
 
-class ConfigError(ValueError):
+class ConfigError(AigError, ValueError):
     """A configuration value is invalid; the message names the key and the fix."""
 
 

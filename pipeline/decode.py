@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from manifests.errors import AigError
+
 from .jpeg_quality import estimate_quality
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
@@ -29,7 +31,7 @@ TOO_SMALL = "too_small"
 TOO_LARGE = "too_large"
 
 
-class Rejected(Exception):
+class Rejected(AigError):
     """The input is not a usable image; `reason` is one of the constants above."""
 
     def __init__(self, reason: str, detail: str):

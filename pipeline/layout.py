@@ -55,10 +55,6 @@ def is_dataset(root: Path) -> bool:
     return (root / MANIFEST_DIR).is_dir() or (root / INFO_FILE).is_file() or (root / CATALOG_FILE).is_file()
 
 
-def all_tars(root: Path) -> list[Path]:
-    return sorted((root / SHARDS_DIR).glob("**/*.tar"))
-
-
 def temp_files(root: Path) -> list[Path]:
     return sorted(p for p in root.glob("**/.*.tmp-*") if p.is_file())
 

@@ -1,12 +1,13 @@
 """Driver side of the model stages (reconstruct, inpaint, generate): one output chunk per real chunk and model.
 
 Each model is checked in the driver first (config only: a bad id fails in seconds), then loaded once
-per actor; chunks of real samples are handed to the actors. Workers live in `generators/`.
+per actor; chunks of real samples are handed to the actors. Workers are registered by `aig/stages.py`.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,35 +27,25 @@ class StageJob:
     section: object  # the stage's config section
 
 
+# name -> function(cfg) -> [StageJob]: the model's driver-side check and its worker. Filled by the
+# composition root (aig/stages.py), so this package never imports the packages that hold the workers.
+STAGE_JOBS: dict[str, Callable[[BuildConfig], list[StageJob]]] = {}
+
+
+def register_stage(stage: str):
+    """Decorator: register the function that gives a model stage's checked jobs."""
+    def add(fn):
+        STAGE_JOBS[stage] = fn
+        return fn
+    return add
+
+
 def stage_jobs(cfg: BuildConfig, stage: str) -> list[StageJob]:
     """The models a stage runs, checked in the driver (fast failure for a bad id or path)."""
-    if stage == "reconstruct":
-        from generators.autoencoder import read_model_json
-        from generators.reconstruct import AutoencoderSpec, ReconstructWorker
-
-        specs = [AutoencoderSpec.parse(s) for s in cfg.reconstruct.autoencoders]
-        for s in specs:
-            read_model_json("autoencoder", s.model, "config.json", s.subfolder, s.revision)
-        return [StageJob(stage, s, ReconstructWorker, cfg.reconstruct) for s in specs]
-    if stage == "inpaint":
-        from generators.diffusion import check_pipeline
-        from generators.inpaint import InpaintWorker
-        from generators.reconstruct import AutoencoderSpec
-
-        specs = [AutoencoderSpec.parse({"model": m} if isinstance(m, str) else m) for m in cfg.inpaint.pipelines]
-        for s in specs:
-            check_pipeline(s.model, s.revision)
-        return [StageJob(stage, s, InpaintWorker, cfg.inpaint) for s in specs]
-    if stage == "generate":
-        from generators.diffusion import check_pipeline
-        from generators.text2image import PipelineSpec, TextToImageWorker
-
-        specs = [PipelineSpec.parse(s) for s in cfg.generate.pipelines]
-        for s in specs:
-            check_pipeline(s.model, s.revision)
-        prompt_chunks(cfg)  # a missing prompt file fails now, not after the other stages
-        return [StageJob(stage, s, TextToImageWorker, cfg.generate) for s in specs]
-    raise ValueError(f"not a model stage: {stage}")
+    if stage not in STAGE_JOBS:
+        raise ValueError(f"no worker registered for the model stage '{stage}': build through aig "
+                         "(the `aig` command or `aig.build_data`), which registers them")
+    return STAGE_JOBS[stage](cfg)
 
 
 def real_chunks(root: Path) -> dict[int, list[dict]]:
@@ -123,7 +114,7 @@ def model_load_failure(err: BaseException):
     by Ray for an actor whose start-up raised it (only its text survives there)."""
     import re
 
-    from generators.autoencoder import ModelLoadError
+    from .hub import ModelLoadError
 
     cause = getattr(err, "cause", None)
     if isinstance(cause, ModelLoadError):

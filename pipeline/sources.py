@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from manifests.errors import AigError
+
 from . import storage
 from .config import LIST_FORMATS, DownloadConfig, InputConfig
 
@@ -22,7 +24,7 @@ IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp", "gif")
 PATH_COLUMNS = ("path", "image", "file", "filepath", "filename", "url")
 
 
-class InputError(ValueError):
+class InputError(AigError, ValueError):
     """An input specification cannot be used; the message names it and what to do."""
 
 

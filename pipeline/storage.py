@@ -26,11 +26,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from manifests.errors import AigError
+
 MIRROR_STATE = ".aig-mirror.json"
 MIRROR_LOCK = ".aig-mirror.lock"
 
 
-class StorageError(RuntimeError):
+class StorageError(AigError, RuntimeError):
     """Object storage cannot be read or written; the message names the URL and what to check."""
 
 

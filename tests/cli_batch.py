@@ -1,5 +1,5 @@
 """Run several `aig` commands in ONE fresh interpreter, each exactly as the console script runs it
-(`pipeline.cli.app` with its arguments), so that the heavy imports are paid once; per command: exit code,
+(`aig.cli.app` with its arguments), so that the heavy imports are paid once; per command: exit code,
 stdout and stderr. Usage from a test: `run_aig_batch([[args...], ...])`."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def run_aig_batch(commands: list[list]) -> list[subprocess.CompletedProcess]:
 
 
 def _main(plan: str, out: str) -> None:
-    from pipeline.cli import app
+    from aig.cli import app
 
     results = []
     for args in json.loads(Path(plan).read_text()):

@@ -10,7 +10,7 @@ import typer
 from conftest import run_aig
 from corpus import make_images
 
-from pipeline.cli import app
+from aig.cli import app
 from pipeline.cli_config import option_defaults
 from pipeline.config import COMMANDS, load_config, read_toml
 

@@ -249,7 +249,7 @@ def render(exe, page, tmp_path) -> str:
 
 def _label_one_fake(ds, annotator):
     """An accepted semantic label with one named inconsistency, as `aig label-semantic` writes them."""
-    from labeling.tables import SEMANTIC_INCONSISTENCIES, SEMANTIC_LABELS
+    from manifests.schema import SEMANTIC_INCONSISTENCIES, SEMANTIC_LABELS
     from manifests.catalog import refresh_catalog
     from manifests.schema import parquet_bytes, to_table
 

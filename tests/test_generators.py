@@ -161,8 +161,8 @@ def test_jpeg_matched_pairs(models, tmp_path):
 def test_oom_batches_are_split_and_recorded(models, tmp_path, monkeypatch):
     import torch
 
+    from aig import build_data
     from generators import autoencoder
-    from pipeline.build import build
     from pipeline.config import load_config
 
     real = autoencoder.reconstruct
@@ -177,7 +177,7 @@ def test_oom_batches_are_split_and_recorded(models, tmp_path, monkeypatch):
     cfg = load_config(None, {"output": str(tmp_path / "ds"), "inputs.folders": [str(tmp_path / "in")],
                              "stages": ["ingest", "reconstruct"], "runner.executor": "local",
                              "reconstruct.autoencoders": [str(models["vae"])], "reconstruct.batch_size": 4})
-    report = build(cfg)
+    report = build_data(cfg)
     assert report.by_stage["reconstruct"] == (8, 0)
     splits = sql_rows(tmp_path / "ds", "select cast(provenance->>'oom_splits' as int) as s from samples "
                                        "where generator_kind = 'autoencoder'")

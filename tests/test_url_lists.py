@@ -130,7 +130,7 @@ def test_url_list_columns_format_and_directives(served, tmp_path):
             "--input-list", tmp_path / "links.data", "--input-format", "json"]
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from aig.cli import app
 
     bad = CliRunner().invoke(app, [str(a) for a in args])  # refused before any work: in-process is enough
     assert bad.exit_code == 2 and "has no path column" in bad.output and "columns found: 'link', 'alt'" in bad.output

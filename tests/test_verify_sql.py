@@ -315,7 +315,7 @@ def test_config_file_and_override(tmp_path):
 def test_help_and_sql_do_not_import_heavy_libraries(small_dataset):
     code = (
         "import sys\n"
-        "from pipeline.cli import app\n"
+        "from aig.cli import app\n"
         "for args in (['--help'], ['sql', '-d', sys.argv[1], 'select count(*) from samples'], ['build-data', '--help']):\n"
         "    try:\n"
         "        app(args)\n"

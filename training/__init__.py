@@ -1,1 +1,1 @@
-"""Training of the pixel and semantic branches (issue 5)."""
+"""Training of the pixel and semantic branches."""

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from manifests.errors import AigError
+
 EXPORT_FORMAT = "aig-pixel-detector"
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(AigError, ValueError):
     """A checkpoint folder is missing or unusable; the message names it."""
 
 

@@ -1,4 +1,4 @@
-"""Plain functions behind `aig train` (the typer command in pipeline/cli.py only collects options)."""
+"""Plain functions behind `aig train` (the typer command in aig/cli.py only collects options)."""
 
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ def run_branch(branch: str, options: dict) -> dict:
         wrong = sorted(given & SEMANTIC_ONLY)
         if wrong:
             raise ConfigError(f"option(s) {', '.join('--' + w.replace('_', '-') for w in wrong)} apply to --branch semantic only")
-        return train_pixel(pixel_config({k: v for k, v in options.items() if k not in SEMANTIC_ONLY}))
+        return train_branch(pixel_config({k: v for k, v in options.items() if k not in SEMANTIC_ONLY}))
     if branch == "semantic":
         wrong = sorted(given & PIXEL_ONLY)
         if wrong:
             raise ConfigError(f"option(s) {', '.join('--' + w.replace('_', '-') for w in wrong)} apply to --branch pixel only")
-        from .semantic import semantic_config, train_semantic
+        from .semantic import semantic_config
 
-        return train_semantic(semantic_config({k: v for k, v in options.items() if k not in PIXEL_ONLY}))
+        return train_branch(semantic_config({k: v for k, v in options.items() if k not in PIXEL_ONLY}), "semantic")
     raise ConfigError(f"--branch {branch!r} unknown; use pixel or semantic")
 
 
@@ -51,7 +51,7 @@ def pixel_config(options: dict):
     return cfg
 
 
-def train_pixel(cfg) -> dict:
+def train_branch(cfg, branch: str = "pixel") -> dict:
     """Train locally or on Ray Train; returns the summary (export folder, steps, threshold, val metrics)."""
     if not (Path(cfg.dataset) / "catalog.duckdb").is_file():
         from .shards import DataError
@@ -60,7 +60,11 @@ def train_pixel(cfg) -> dict:
     if cfg.num_workers >= 1 and (cfg.num_workers > 1 or cfg.ray_address):
         from .distributed import run_on_ray
 
-        return run_on_ray(cfg)
+        return run_on_ray(cfg, branch)
+    if branch == "semantic":
+        from .semantic import run_semantic
+
+        return run_semantic(cfg)
     from .pixel import run_pixel
 
     return run_pixel(cfg)

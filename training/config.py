@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from manifests.errors import AigError
+
 from .augment import AugmentRecipe
 
 
-class ConfigError(ValueError):
+class ConfigError(AigError, ValueError):
     """A training option is invalid; the message names it."""
 
 

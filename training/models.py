@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_MODEL = "aig_tinycnn"
+from manifests.errors import AigError
+
 _REGISTERED = False
 
 
-class ModelError(ValueError):
+class ModelError(AigError, ValueError):
     """A model name, weights file or LoRA setting cannot be used; the message says what to do."""
 
 

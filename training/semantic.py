@@ -88,16 +88,6 @@ def semantic_config(options: dict) -> SemanticConfig:
     return cfg
 
 
-def train_semantic(cfg: SemanticConfig) -> dict:
-    if not (Path(cfg.dataset) / "catalog.duckdb").is_file():
-        raise DataError(f"no dataset at '{cfg.dataset}': build one with `aig build-data -o {cfg.dataset}`")
-    if cfg.num_workers > 1 or (cfg.num_workers == 1 and cfg.ray_address):
-        from .distributed import run_on_ray
-
-        return run_on_ray(cfg, "semantic")
-    return run_semantic(cfg)
-
-
 def load_vlm(name: str, dtype):
     """(model, processor) by hub id or local path; a clear error when it cannot be loaded."""
     from transformers import AutoModelForImageTextToText, AutoProcessor

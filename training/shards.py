@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from manifests.errors import AigError
 
-class DataError(ValueError):
+
+class DataError(AigError, ValueError):
     """The dataset lacks what training needs; the message says what to build."""
 
 
@@ -31,14 +33,6 @@ def split_shards(root: Path, task: str, split: str) -> list[str]:
     if missing:
         raise DataError(missing)
     return [str(root / r[0]) for r in rows]
-
-
-def split_keys(root: Path, task: str, split: str) -> set[str]:
-    return {r[0] for r in _rows(root, f"select key from samples where task = '{task}' and split = '{split}'")}
-
-
-def count_pairs(root: Path, split: str) -> int:
-    return _rows(root, f"select count(distinct pair_id) from samples where task = 'pixel' and split = '{split}'")[0][0]
 
 
 def run_ids(root: Path, task: str) -> list[str]:

@@ -1,4 +1,6 @@
-"""The `aig` command line. Heavy libraries (torch, ray, pyarrow, PIL) are imported inside commands only."""
+"""The `aig` command line, the composition root: the only module that sees every folder.
+
+Heavy libraries (torch, ray, pyarrow, PIL) are imported inside commands only."""
 
 from __future__ import annotations
 
@@ -7,11 +9,24 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import typer
+from typer.core import TyperGroup
 
-from .cli_config import ConfigOpt
-from .config import DEFAULT_OUTPUT, BuildConfig
+from manifests.errors import AigError
+from pipeline.cli_config import ConfigOpt
+from pipeline.config import DEFAULT_OUTPUT, BuildConfig
 
-app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+
+class _Commands(TyperGroup):
+    """The one place errors become messages: any project error (AigError) is one line on stderr, exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except AigError as e:
+            fail(str(e))
+
+
+app = typer.Typer(cls=_Commands, add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Build, query and check datasets for AI-generated image detection.")
 
 DatasetArg = Annotated[Path, typer.Option("--dataset", "-d", help="Dataset folder.")]
@@ -44,7 +59,7 @@ def pick_dataset(positional: Optional[str], option: str) -> str:
 
 
 def fail(msg: str, code: int = 2) -> None:
-    from .redact import redact_url
+    from pipeline.redact import redact_url
 
     typer.echo(f"error: {redact_url(msg)}", err=True)  # messages may quote a URL given with its credentials
     raise typer.Exit(code)
@@ -97,8 +112,7 @@ def build_data(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete the dataset and start fresh.")] = False,
 ) -> None:
     """Ingest real images into WebDataset shards with a Parquet/DuckDB manifest (resumable, appendable)."""
-    from .config import ConfigError, load_config
-    from .sources import InputError
+    from pipeline.config import load_config
 
     overrides = {
         "output": output, "inputs.folders": input_dir, "inputs.lists": input_list, "inputs.shards": input_shards,
@@ -126,23 +140,16 @@ def build_data(
         if len(fractions) != 3:
             fail(f"--split takes three fractions 'TRAIN,VAL,TEST', got {split!r}")
         overrides.update(zip(("split.train", "split.val", "split.test"), fractions))
-    try:
-        cfg = load_config(config, overrides)
-    except ConfigError as e:
-        fail(str(e))
+    cfg = load_config(config, overrides)
     if cfg.inputs.embedded and "ingest" in cfg.stages:
         typer.echo("note: no --input-dir/--input-list/--input-shards given: building the 12 bundled sample photos "
                    "(pipeline/assets/photos); give an input to build from your own images", err=True)
-    from generators.autoencoder import ModelLoadError
+    from pipeline.build import build
+    from pipeline.redact import command_line
 
-    from .build import BuildError, build
-    from .redact import command_line
-    from .storage import StorageError
+    from . import stages  # noqa: F401  (registers the model stages)
 
-    try:
-        report = build(cfg, command=command_line(), overwrite=overwrite)
-    except (BuildError, InputError, ModelLoadError, StorageError) as e:
-        fail(str(e))
+    report = build(cfg, command=command_line(), overwrite=overwrite)
     typer.echo(f"dataset: {report.location or report.root.resolve()}")
     typer.echo(f"run {report.run_id}{' (resumed)' if report.resumed else ''}: {report.seconds:.1f}s "
                f"({report.ray_startup_s:.1f}s of it Ray start-up)")
@@ -189,10 +196,10 @@ def sql(
     """Run read-only SQL against a dataset's DuckDB catalog (reads only the dataset folder; writes nothing)."""
     import duckdb
 
-    from manifests.catalog import CatalogError, open_query
+    from manifests.catalog import open_query
     from manifests.export import output_problem, write_result
 
-    from .storage import StorageError, local_view
+    from pipeline.storage import local_view
 
     problem = output_problem(format, output)
     if problem:
@@ -200,8 +207,6 @@ def sql(
     try:
         root = local_view(dataset)
         con, statement = open_query(root, query)
-    except (CatalogError, StorageError) as e:
-        fail(str(e))
     except duckdb.Error as e:
         fail(f"cannot open the catalog of {dataset}: {_first_line(e)}")
     try:
@@ -226,13 +231,9 @@ def _first_line(e: BaseException) -> str:
 def verify(dataset_pos: DatasetPos = None, dataset: DatasetLocation = DEFAULT_OUTPUT, config: ConfigOpt = None) -> None:
     """Check every manifest row against its tar member, and shards against done markers."""
     dataset = pick_dataset(dataset_pos, dataset)
-    from .storage import StorageError
-    from .verify import verify_dataset
+    from pipeline.verify import verify_dataset
 
-    try:
-        problems = verify_dataset(dataset)
-    except StorageError as e:
-        fail(str(e))
+    problems = verify_dataset(dataset)
     if problems:
         typer.echo(f"{dataset}: {len(problems)} problem(s)")
         for p in problems:
@@ -245,16 +246,11 @@ def verify(dataset_pos: DatasetPos = None, dataset: DatasetLocation = DEFAULT_OU
 def info(dataset_pos: DatasetPos = None, dataset: DatasetLocation = DEFAULT_OUTPUT, config: ConfigOpt = None) -> None:
     """Counts by task, split, label and generator; failures by reason; size on disk."""
     dataset = pick_dataset(dataset_pos, dataset)
-    from manifests.catalog import CatalogError
+    from pipeline.storage import dataset_files, is_url, local_view
 
-    from .storage import StorageError, dataset_files, is_url, local_view
-
-    try:
-        root = local_view(dataset)
-        _print_summary(root)
-        total, tars = dataset_files(dataset, root).total_bytes()
-    except (CatalogError, StorageError) as e:
-        fail(str(e))
+    root = local_view(dataset)
+    _print_summary(root)
+    total, tars = dataset_files(dataset, root).total_bytes()
     typer.echo(f"size {'in storage' if is_url(dataset) else 'on disk'}: {total / 1e6:.1f} MB ({tars / 1e6:.1f} MB in tars)")
 
 
@@ -266,14 +262,9 @@ def regenerate(
     config: ConfigOpt = None,
 ) -> None:
     """Rebuild one generated sample from its manifest row and check it equals the stored one."""
-    from generators.autoencoder import ModelLoadError
-    from generators.regenerate import RegenerateError
     from generators.regenerate import regenerate as run
 
-    try:
-        result = run(dataset, key)
-    except (RegenerateError, ModelLoadError) as e:
-        fail(str(e))
+    result = run(dataset, key)
     if output:
         output.write_bytes(result.data)
         typer.echo(f"wrote {output}")
@@ -283,10 +274,10 @@ def regenerate(
         raise typer.Exit(1)
 
 
-# --- evaluation (issue 6): bodies in evaluation/cli.py -------------------------------------------
-PixelOpt = Annotated[Optional[str], typer.Option("--pixel", help="Pixel-branch checkpoint (aig train-pixel).")]
+# --- evaluation: bodies in evaluation/cli.py ------------------------------------------------------
+PixelOpt = Annotated[Optional[str], typer.Option("--pixel", help="Pixel-branch checkpoint (aig train --branch pixel).")]
 SemModelOpt = Annotated[Optional[str], typer.Option("--semantic-model", help="Semantic-branch VLM: hub id or path (base model).")]
-SemAdapterOpt = Annotated[Optional[str], typer.Option("--semantic-adapter", help="LoRA adapter folder for the VLM (aig train-semantic).")]
+SemAdapterOpt = Annotated[Optional[str], typer.Option("--semantic-adapter", help="LoRA adapter folder for the VLM (aig train --branch semantic).")]
 TauOpt = Annotated[str, typer.Option("--tau", help="Pixel threshold: fake if P(fake) > tau; 'calibrated' = the checkpoint's own.")]
 FusionOpt = Annotated[Literal["or", "mean"], typer.Option("--fusion", help="or (fake if pixel > tau OR the VLM says fake) or mean (score-level).")]
 WeightOpt = Annotated[float, typer.Option("--weight", help="mean fusion: weight of the pixel score.")]
@@ -396,7 +387,7 @@ def label_semantic(
     """Annotate semantic inconsistencies with a VLM; apply the purity rules; write labels and semantic-sft shards."""
     from labeling.cli import run_label_semantic
 
-    from .redact import command_line
+    from pipeline.redact import command_line
 
     run_label_semantic(fail, locals(), command_line())
 
