@@ -24,13 +24,13 @@ EVAL_PIXEL ?= aig-runs/pixel
 EVAL_SEMANTIC ?= aig-runs/semantic
 
 demo: $(STAMP)
-	test -f $(DEMO_T2I)/model_index.json || HF_HUB_OFFLINE=1 $(BIN)/python -m generators.tiny_models $(DEMO_T2I)
-	test -f $(DEMO_VLM)/config.json || HF_HUB_OFFLINE=1 $(BIN)/python -m labeling.tiny_vlm $(DEMO_VLM)
+	test -f $(DEMO_T2I)/model_index.json || HF_HUB_OFFLINE=1 $(BIN)/python -m aig.generators.tiny_models $(DEMO_T2I)
+	test -f $(DEMO_VLM)/config.json || HF_HUB_OFFLINE=1 $(BIN)/python -m aig.labeling.tiny_vlm $(DEMO_VLM)
 	HF_HUB_OFFLINE=1 $(BIN)/aig build-data --split $(DEMO_SPLIT) --t2i-model $(DEMO_T2I) --t2i-size 64 --t2i-steps 4
 	HF_HUB_OFFLINE=1 $(BIN)/aig label-semantic --model $(DEMO_VLM)
 	$(BIN)/aig verify
 	HF_HUB_OFFLINE=1 $(BIN)/aig train --branch pixel -o aig-runs/pixel $(DEMO_PIXEL)
-	$(BIN)/python -m training.holdout aig-runs/pixel/final --split test --jpeg 75
+	$(BIN)/python -m aig.training.holdout aig-runs/pixel/final --split test --jpeg 75
 	HF_HUB_OFFLINE=1 $(BIN)/aig train --branch semantic --model $(DEMO_VLM) -o aig-runs/semantic --max-steps 4 --batch-size 2 --no-progress
 	@echo "note: the pixel figures above are balanced accuracy on the 4 held-out (test split) photos' pairs, as stored"
 	@echo "      and after JPEG q75 on both classes; one photo moves them by 12.5 points. The semantic run is a smoke run"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 __all__ = ["AigError", "build_data", "evaluate", "label_semantic", "open_dataset", "train"]
 
@@ -21,8 +21,8 @@ def build_data(config=None, *, overrides: dict | None = None, overwrite: bool = 
     """`aig build-data`: `config` is a BuildConfig, a TOML file (its [build-data] table) or None (defaults);
     `overrides` maps dotted keys ('output', 'inputs.folders', 'stages', 'runner.executor', ...) to values.
     Returns the BuildReport (run id, samples and failures by stage)."""
-    from pipeline.build import build
-    from pipeline.config import BuildConfig, ConfigError, load_config
+    from aig.pipeline.build import build
+    from aig.pipeline.config import BuildConfig, ConfigError, load_config
 
     from . import stages  # noqa: F401  (registers the model stages)
 
@@ -40,7 +40,7 @@ def label_semantic(dataset: str | Path, model: str, **options) -> None:
     progress and the summary go to stderr/stdout as with the command."""
     import inspect
 
-    from labeling.cli import run_label_semantic
+    from aig.labeling.cli import run_label_semantic
 
     from .cli import label_semantic as command
 
@@ -62,7 +62,7 @@ class LabelingFailed(AigError):
 def train(branch: str, **options) -> dict:
     """`aig train --branch BRANCH`: options are the command's, with underscores (dataset, output, max_steps, ...);
     unset ones take the branch's defaults. Returns the run summary (metrics, paths)."""
-    from training.cli import run_branch
+    from aig.training.cli import run_branch
 
     options.setdefault("dataset", "aig-data")
     options.setdefault("output", str(Path("aig-runs") / branch))
@@ -73,7 +73,7 @@ def evaluate(dataset: str | Path, *, split: str | None = "test", benchmarks: lis
              semantic_model: str | None = None, semantic_adapter: str | None = None, tau: str = "0.5",
              fusion: str = "or", weight: float = 0.5, perturbations: list[str] = ("none",), **kw):
     """`aig evaluate`: scores the split and/or benchmarks, writes the eval tables; returns the EvalReport."""
-    from evaluation.evaluate import EvalOptions, parse_tau, run_evaluation
+    from aig.evaluation.evaluate import EvalOptions, parse_tau, run_evaluation
 
     opts = EvalOptions(tau=parse_tau(tau), fusion=fusion, weight=weight, perturbations=list(perturbations))
     return run_evaluation(Path(dataset), split=split, benchmarks=list(benchmarks), pixel_path=pixel,
@@ -84,7 +84,20 @@ def evaluate(dataset: str | Path, *, split: str | None = "test", benchmarks: lis
 def open_dataset(path: str | Path):
     """A read-only DuckDB connection over a dataset's catalog (views samples, failures, runs, shards, labels, eval
     tables): `aig.open_dataset("aig-data").sql("select ...")`. A URL (s3://...) is mirrored locally first."""
-    from manifests.catalog import connect_readonly
-    from pipeline.storage import local_view
+    from aig.manifests.catalog import connect_readonly
+    from aig.pipeline.storage import local_view
 
     return connect_readonly(local_view(str(path)))
+
+
+# A source checkout keeps the folders beside aig/ (the installed wheel has them inside): let them be found as
+# aig.<folder> when this package is imported from the repository itself (cwd or PYTHONPATH).
+def _beside_checkout() -> None:
+    from pathlib import Path as _Path
+
+    here = _Path(__file__).resolve().parent
+    if not (here / "pipeline").is_dir() and (here.parent / "pipeline" / "__init__.py").is_file():
+        __path__.append(str(here.parent))
+
+
+_beside_checkout()

@@ -11,9 +11,9 @@ from typing import Annotated, Literal, Optional
 import typer
 from typer.core import TyperGroup
 
-from manifests.errors import AigError
-from pipeline.cli_config import ConfigOpt
-from pipeline.config import DEFAULT_OUTPUT, BuildConfig
+from aig.manifests.errors import AigError
+from aig.pipeline.cli_config import ConfigOpt
+from aig.pipeline.config import DEFAULT_OUTPUT, BuildConfig
 
 
 class _Commands(TyperGroup):
@@ -59,7 +59,7 @@ def pick_dataset(positional: Optional[str], option: str) -> str:
 
 
 def fail(msg: str, code: int = 2) -> None:
-    from pipeline.redact import redact_url
+    from aig.pipeline.redact import redact_url
 
     typer.echo(f"error: {redact_url(msg)}", err=True)  # messages may quote a URL given with its credentials
     raise typer.Exit(code)
@@ -112,7 +112,7 @@ def build_data(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete the dataset and start fresh.")] = False,
 ) -> None:
     """Ingest real images into WebDataset shards with a Parquet/DuckDB manifest (resumable, appendable)."""
-    from pipeline.config import load_config
+    from aig.pipeline.config import load_config
 
     overrides = {
         "output": output, "inputs.folders": input_dir, "inputs.lists": input_list, "inputs.shards": input_shards,
@@ -144,8 +144,8 @@ def build_data(
     if cfg.inputs.embedded and "ingest" in cfg.stages:
         typer.echo("note: no --input-dir/--input-list/--input-shards given: building the 12 bundled sample photos "
                    "(pipeline/assets/photos); give an input to build from your own images", err=True)
-    from pipeline.build import build
-    from pipeline.redact import command_line
+    from aig.pipeline.build import build
+    from aig.pipeline.redact import command_line
 
     from . import stages  # noqa: F401  (registers the model stages)
 
@@ -165,7 +165,7 @@ def build_data(
 def _print_summary(root: Path) -> None:
     import duckdb
 
-    from manifests.catalog import damaged_file_error, run_query
+    from aig.manifests.catalog import damaged_file_error, run_query
 
     queries = [
         ("samples", "select task, split, label, coalesce(generator, '-') as generator, count(*) as n "
@@ -196,10 +196,10 @@ def sql(
     """Run read-only SQL against a dataset's DuckDB catalog (reads only the dataset folder; writes nothing)."""
     import duckdb
 
-    from manifests.catalog import open_query
-    from manifests.export import output_problem, write_result
+    from aig.manifests.catalog import open_query
+    from aig.manifests.export import output_problem, write_result
 
-    from pipeline.storage import local_view
+    from aig.pipeline.storage import local_view
 
     problem = output_problem(format, output)
     if problem:
@@ -231,7 +231,7 @@ def _first_line(e: BaseException) -> str:
 def verify(dataset_pos: DatasetPos = None, dataset: DatasetLocation = DEFAULT_OUTPUT, config: ConfigOpt = None) -> None:
     """Check every manifest row against its tar member, and shards against done markers."""
     dataset = pick_dataset(dataset_pos, dataset)
-    from pipeline.verify import verify_dataset
+    from aig.pipeline.verify import verify_dataset
 
     problems = verify_dataset(dataset)
     if problems:
@@ -246,7 +246,7 @@ def verify(dataset_pos: DatasetPos = None, dataset: DatasetLocation = DEFAULT_OU
 def info(dataset_pos: DatasetPos = None, dataset: DatasetLocation = DEFAULT_OUTPUT, config: ConfigOpt = None) -> None:
     """Counts by task, split, label and generator; failures by reason; size on disk."""
     dataset = pick_dataset(dataset_pos, dataset)
-    from pipeline.storage import dataset_files, is_url, local_view
+    from aig.pipeline.storage import dataset_files, is_url, local_view
 
     root = local_view(dataset)
     _print_summary(root)
@@ -262,7 +262,7 @@ def regenerate(
     config: ConfigOpt = None,
 ) -> None:
     """Rebuild one generated sample from its manifest row and check it equals the stored one."""
-    from generators.regenerate import regenerate as run
+    from aig.generators.regenerate import regenerate as run
 
     result = run(dataset, key)
     if output:
@@ -299,7 +299,7 @@ def evaluate(
     threads: ThreadsOpt = None, constrained: ConstrainedOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Score a dataset's test split and/or benchmarks: each branch, fused; tables, plots, Parquet in the catalog."""
-    from evaluation.cli import evaluate as run
+    from aig.evaluation.cli import evaluate as run
 
     run(dataset, split, benchmark or [], pixel, semantic_model, semantic_adapter, tau, fusion, weight, sweep,
         perturb or [], batch_size, max_new_tokens, threads, constrained)
@@ -315,7 +315,7 @@ def predict(
     threads: ThreadsOpt = None, constrained: ConstrainedOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Per image: verdict, both branch scores, which branch fired, the VLM's named inconsistencies."""
-    from evaluation.cli import predict as run
+    from aig.evaluation.cli import predict as run
 
     run(paths, pixel, semantic_model, semantic_adapter, tau, fusion, weight, json_out, max_new_tokens, threads, constrained)
 
@@ -329,7 +329,7 @@ def audit(
     config: ConfigOpt = None,
 ) -> None:
     """Shortcut audit: format, JPEG quality, size, aspect, EXIF, file size, mode per split and class."""
-    from evaluation.cli import audit as run
+    from aig.evaluation.cli import audit as run
 
     run(Path(pick_dataset(dataset_pos, str(dataset))), threshold, strict, json_out)
 
@@ -343,7 +343,7 @@ def report(
     config: ConfigOpt = None,
 ) -> None:
     """One static HTML page: counts, provenance, pair gallery, semantic fakes, audit, evaluation."""
-    from evaluation.cli import report as run
+    from aig.evaluation.cli import report as run
 
     run(Path(pick_dataset(dataset_pos, str(dataset))), output, pairs, threshold)
 
@@ -385,14 +385,14 @@ def label_semantic(
     config: ConfigOpt = None,
 ) -> None:
     """Annotate semantic inconsistencies with a VLM; apply the purity rules; write labels and semantic-sft shards."""
-    from labeling.cli import run_label_semantic
+    from aig.labeling.cli import run_label_semantic
 
-    from pipeline.redact import command_line
+    from aig.pipeline.redact import command_line
 
     run_label_semantic(fail, locals(), command_line())
 
 
-from training.command import train as _train  # noqa: E402  (typer options only; training imports lazily)
+from aig.training.command import train as _train  # noqa: E402  (typer options only; training imports lazily)
 
 app.command("train")(_train)
 

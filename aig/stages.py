@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pipeline.config import BuildConfig
-from pipeline.model_stages import StageJob, prompt_chunks, register_stage
+from aig.pipeline.config import BuildConfig
+from aig.pipeline.model_stages import StageJob, prompt_chunks, register_stage
 
 
 @register_stage("reconstruct")
 def reconstruct_jobs(cfg: BuildConfig) -> list[StageJob]:
-    from generators.autoencoder import read_model_json
-    from generators.reconstruct import AutoencoderSpec, ReconstructWorker
+    from aig.generators.autoencoder import read_model_json
+    from aig.generators.reconstruct import AutoencoderSpec, ReconstructWorker
 
     specs = [AutoencoderSpec.parse(s) for s in cfg.reconstruct.autoencoders]
     for s in specs:
@@ -19,9 +19,9 @@ def reconstruct_jobs(cfg: BuildConfig) -> list[StageJob]:
 
 @register_stage("inpaint")
 def inpaint_jobs(cfg: BuildConfig) -> list[StageJob]:
-    from generators.diffusion import check_pipeline
-    from generators.inpaint import InpaintWorker
-    from generators.reconstruct import AutoencoderSpec
+    from aig.generators.diffusion import check_pipeline
+    from aig.generators.inpaint import InpaintWorker
+    from aig.generators.reconstruct import AutoencoderSpec
 
     specs = [AutoencoderSpec.parse({"model": m} if isinstance(m, str) else m) for m in cfg.inpaint.pipelines]
     for s in specs:
@@ -31,8 +31,8 @@ def inpaint_jobs(cfg: BuildConfig) -> list[StageJob]:
 
 @register_stage("generate")
 def generate_jobs(cfg: BuildConfig) -> list[StageJob]:
-    from generators.diffusion import check_pipeline
-    from generators.text2image import PipelineSpec, TextToImageWorker
+    from aig.generators.diffusion import check_pipeline
+    from aig.generators.text2image import PipelineSpec, TextToImageWorker
 
     specs = [PipelineSpec.parse(s) for s in cfg.generate.pipelines]
     for s in specs:

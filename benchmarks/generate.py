@@ -40,12 +40,12 @@ INTRO = ("aig's generate stage (`TextToImageWorker.generate_rows` + `write_chunk
 def build_sd15_sized(out: Path, dtype) -> Path:
     """A StableDiffusionPipeline of SD 1.5's sizes (UNet 860 M, CLIP-L-sized text encoder, SD VAE), random weights.
 
-    The tokenizer is the tiny stand-in of generators.tiny_models (no hub): prompts cost the same 77 tokens."""
+    The tokenizer is the tiny stand-in of aig.generators.tiny_models (no hub): prompts cost the same 77 tokens."""
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from generators.tiny_models import _tokenizer
+    from aig.generators.tiny_models import _tokenizer
     from reconstruct import SD_VAE_CONFIG
 
     torch.manual_seed(0)
@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     steps, side = args.steps or (20 if cuda else 2), args.size or (512 if cuda else 32)
     dtype_name = "float16" if cuda else "float32"
     load0 = os.getloadavg()[0]
-    from generators.text2image import PipelineSpec, TextToImageWorker
-    from pipeline.chunks import write_chunk
-    from pipeline.config import GenerateConfig, ShardConfig
+    from aig.generators.text2image import PipelineSpec, TextToImageWorker
+    from aig.pipeline.chunks import write_chunk
+    from aig.pipeline.config import GenerateConfig, ShardConfig
 
     work = Path(tempfile.mkdtemp(prefix="aig-bench-generate-"))
     try:
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         if cuda:
             model = build_sd15_sized(work / "sd15-random", getattr(torch, dtype_name))
         else:
-            from generators.tiny_models import build_tiny_sd
+            from aig.generators.tiny_models import build_tiny_sd
 
             model = build_tiny_sd(work / "tiny-sd")
         built = time.perf_counter() - t

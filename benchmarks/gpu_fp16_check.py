@@ -24,8 +24,8 @@ def main() -> int:
     import torch
     from PIL import Image
 
-    from generators.tiny_models import build_tiny_autoencoder
-    from manifests.catalog import query_rows
+    from aig.generators.tiny_models import build_tiny_autoencoder
+    from aig.manifests.catalog import query_rows
 
     if not torch.cuda.is_available():
         print("no CUDA device: this check needs a GPU")

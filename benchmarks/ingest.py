@@ -5,9 +5,9 @@ Generates N distinct natural-looking 512 px JPEGs (cached by seed under --workdi
 fresh subprocess (so Ray starts fresh and memory is measured per run):
 
 * plain loop  - one process: for each file in sorted order read bytes, decode with Pillow, convert RGB,
-                centre-crop + LANCZOS resize to 256 px, PNG encode (aig's PNG level, pipeline.decode.PNG_LEVEL), append to a tar
+                centre-crop + LANCZOS resize to 256 px, PNG encode (aig's PNG level, aig.pipeline.decode.PNG_LEVEL), append to a tar
                 (a new tar every 100 images, like aig's 100-sample chunks);
-* aig, Ray    - `pipeline.build.build` with the same policy/size/format, runner.workers = 1 and 2; its time is
+* aig, Ray    - `aig.pipeline.build.build` with the same policy/size/format, runner.workers = 1 and 2; its time is
                 report.seconds - report.ray_startup_s (Ray start-up is reported separately; everything
                 else - planning/hashing, manifests, catalog, Ray shutdown - is counted);
 * aig, local  - (informational, --with-local) the same build on the in-process executor: aig's own
@@ -146,7 +146,7 @@ def plain_loop(images: Path | list[Path], out: Path) -> dict:
     """The reference: decode -> centre crop + resize -> PNG encode -> tar append, one process, no aig code."""
     from PIL import Image
 
-    from pipeline.decode import PNG_LEVEL  # the same zlib level as aig (a constant, not aig's code path)
+    from aig.pipeline.decode import PNG_LEVEL  # the same zlib level as aig (a constant, not aig's code path)
 
     t0 = time.perf_counter()
     files = sorted(p for p in images.iterdir() if p.is_file()) if isinstance(images, Path) else images
@@ -185,8 +185,8 @@ PHASES = ("plan (enumerate, hash, plan + run rows)", "  of which: sha256 of inpu
 
 def _instrument(phases: dict) -> None:
     """Time aig's driver-side phases by wrapping module attributes in this (benchmark) process only."""
-    from pipeline import build as b
-    from pipeline import info, runner
+    from aig.pipeline import build as b
+    from aig.pipeline import info, runner
 
     def wrap(owner, name, label):
         wrap_timed(phases, owner, name, label)
@@ -217,8 +217,8 @@ SETTINGS = {  # ingest settings of the aig runs
 
 
 def aig_run(images: Path, out: Path, workers: int, executor: str, settings: str = "png") -> dict:
-    from pipeline.build import build
-    from pipeline.config import load_config
+    from aig.pipeline.build import build
+    from aig.pipeline.config import load_config
 
     # Start from an empty folder, outside the timed region (overwrite=True would time the deletion).
     shutil.rmtree(out, ignore_errors=True)
@@ -541,8 +541,8 @@ def profile(images: Path, out: Path, n: int) -> None:
     import cProfile
     import pstats
 
-    from pipeline.build import build
-    from pipeline.config import load_config
+    from aig.pipeline.build import build
+    from aig.pipeline.config import load_config
 
     shutil.rmtree(out, ignore_errors=True)
     cfg = load_config(None, {"output": str(out), "inputs.folders": [str(images)], "ingest.policy": "center-crop",
@@ -647,7 +647,7 @@ def machine_facts() -> list[str]:
     except AttributeError:
         affinity = os.cpu_count()
     try:
-        from pipeline.provenance import git_commit
+        from aig.pipeline.provenance import git_commit
 
         commit = git_commit()
     except Exception:

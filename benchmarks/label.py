@@ -39,8 +39,8 @@ def build_dataset(work: Path, n: int, size: int) -> Path:
     """N generated PNGs ingested in-process (`aig build-data --stages ingest --executor local`)."""
     from corpus import make_images
 
-    from pipeline.build import build
-    from pipeline.config import load_config
+    from aig.pipeline.build import build
+    from aig.pipeline.config import load_config
 
     make_images(work / "imgs", n, size=(size, size), fmt="PNG")
     out = work / "ds"
@@ -50,7 +50,7 @@ def build_dataset(work: Path, n: int, size: int) -> Path:
 
 
 def rows_of(ds: Path, job) -> list[dict]:
-    from labeling.run import candidates
+    from aig.labeling.run import candidates
 
     return candidates(ds, job, None, None, None)
 
@@ -60,7 +60,7 @@ def big_llava(path: Path, image_size: int = 336) -> Path:
     import torch
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-    from labeling.tiny_vlm import build_tiny_llava
+    from aig.labeling.tiny_vlm import build_tiny_llava
 
     build_tiny_llava(path)
     from transformers import AutoProcessor
@@ -87,9 +87,9 @@ def big_llava(path: Path, image_size: int = 336) -> Path:
 
 
 def local_backend(ds: Path, vlm: Path, batches: list[int], max_new_tokens: int, repeats: int) -> list[dict]:
-    from labeling.backends import BackendSpec, Decoding
-    from labeling.worker import LabelJob, LabelWorker
-    from pipeline.config import ShardConfig
+    from aig.labeling.backends import BackendSpec, Decoding
+    from aig.labeling.worker import LabelJob, LabelWorker
+    from aig.pipeline.config import ShardConfig
 
     out = []
     for batch in batches:
@@ -106,7 +106,7 @@ def local_backend(ds: Path, vlm: Path, batches: list[int], max_new_tokens: int, 
             best = s if best is None else min(best, s)
         # the bare batched generate loop: images already decoded in memory, processor + model.generate with the same
         # decoding settings and JSON constraint (so the same tokens), nothing read, parsed, retried or written
-        from labeling.schema import json_schema
+        from aig.labeling.schema import json_schema
 
         images = worker._inputs(Path(ds), rows)
         bare = None
@@ -128,8 +128,8 @@ def local_backend(ds: Path, vlm: Path, batches: list[int], max_new_tokens: int, 
 def http_backend(ds: Path, n: int, delay_ms: float, levels: list[int]) -> list[dict]:
     from openai_server import ScriptedServer
 
-    from labeling.backends import BackendSpec, Decoding, OpenAIBackend
-    from labeling.worker import LabelJob, LabelWorker
+    from aig.labeling.backends import BackendSpec, Decoding, OpenAIBackend
+    from aig.labeling.worker import LabelJob, LabelWorker
 
     out = []
     with ScriptedServer(delay_s=delay_ms / 1000) as server:
@@ -210,7 +210,7 @@ def main() -> None:
             local = local_backend(ds, vlm, [1, args.batch, 4 * args.batch], args.max_new_tokens, args.repeats)
             http = []
         else:
-            from labeling.tiny_vlm import build_tiny_llava
+            from aig.labeling.tiny_vlm import build_tiny_llava
 
             vlm = build_tiny_llava(work / "vlm")
             local = local_backend(ds, vlm, [1, args.batch], args.max_new_tokens, args.repeats)

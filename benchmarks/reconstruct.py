@@ -16,7 +16,7 @@ ingested once with `aig build-data --stages ingest --input-dir DIR -o BASE --sam
                 `import torch` (so importing torch/diffusers and loading the model count, as they do in aig's
                 actors). `plain-1`: one image at a time (the issue's reference); `plain-8`: batches of 8, the
                 same batching as aig's default reconstruct.batch_size (the apples-to-apples overhead check);
-* aig, Ray    - `pipeline.build.build` with stages=[reconstruct], runner.workers = 1 and 2 (the same as
+* aig, Ray    - `aig.pipeline.build.build` with stages=[reconstruct], runner.workers = 1 and 2 (the same as
                 `aig build-data -o COPY --input-dir DIR --samples-per-shard 8 --stages reconstruct --workers W`,
                 a new run on the ingested dataset); time = report.seconds - report.ray_startup_s (model check,
                 planning, actor start + model load, chunks, manifests, Ray shutdown, info.json and the DuckDB
@@ -283,10 +283,10 @@ LOCAL_PHASES = ("  worker init: load model (local executor)", "  read real bytes
 
 def _instrument(phases: dict, local: bool) -> None:
     """Time aig's phases by wrapping module attributes in this (benchmark) process only."""
-    from generators import autoencoder as ae_mod
-    from generators import reconstruct as rec
-    from pipeline import build as b
-    from pipeline import info, runner
+    from aig.generators import autoencoder as ae_mod
+    from aig.generators import reconstruct as rec
+    from aig.pipeline import build as b
+    from aig.pipeline import info, runner
 
     def wrap(owner, name, label):
         wrap_timed(phases, owner, name, label)
@@ -334,8 +334,8 @@ def _instrument(phases: dict, local: bool) -> None:
 
 
 def aig_run(images: Path, base: Path, out: Path, workers: int, executor: str) -> dict:
-    from pipeline.build import build
-    from pipeline.config import load_config
+    from aig.pipeline.build import build
+    from aig.pipeline.config import load_config
 
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(base, out)  # a fresh copy of the ingested dataset, outside the timed region
@@ -675,11 +675,11 @@ def gpu_main(args) -> None:
     from diffusers.utils import logging as diffusers_logging
     from PIL import Image
 
-    from generators.reconstruct import AutoencoderSpec, ReconstructWorker
+    from aig.generators.reconstruct import AutoencoderSpec, ReconstructWorker
 
     diffusers_logging.set_verbosity_error()  # e.g. the "accelerate not found" notice on every load
-    from pipeline.config import ReconstructConfig, ShardConfig
-    from pipeline.shards import Sample, write_shard
+    from aig.pipeline.config import ReconstructConfig, ShardConfig
+    from aig.pipeline.shards import Sample, write_shard
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -775,8 +775,8 @@ def gpu_main(args) -> None:
             return {}
 
         # pipeline side: aig's actor code, in this process; its phases via module-level timers
-        from generators import autoencoder as ae_mod
-        from generators import reconstruct as rec
+        from aig.generators import autoencoder as ae_mod
+        from aig.generators import reconstruct as rec
 
         pipe_phases: dict[str, float] = {}
 

@@ -44,7 +44,7 @@ def machine_facts(packages: tuple[str, ...] = ("aig", "ray", "pillow", "pyarrow"
         except metadata.PackageNotFoundError:
             pass
     try:
-        from pipeline.provenance import git_commit
+        from aig.pipeline.provenance import git_commit
 
         commit = git_commit()
     except Exception:  # noqa: BLE001

@@ -51,8 +51,8 @@ def make_manifest(root: Path, rows: int = ROWS, per_file: int = PER_FILE) -> Pat
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from manifests.catalog import refresh_catalog
-    from manifests.schema import SAMPLES, arrow_schema, table_dir
+    from aig.manifests.catalog import refresh_catalog
+    from aig.manifests.schema import SAMPLES, arrow_schema, table_dir
 
     done = root / f".rows-{rows}"
     if done.is_file():

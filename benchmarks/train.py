@@ -49,8 +49,8 @@ def plain_loop(files, recipe, n: int, crops: int, batch: int, mean, std) -> floa
     """Decode loose files and augment them identically, batching like the stream; returns pairs/s."""
     from PIL import Image
 
-    from training.augment import pair_crops
-    from training.pixel_stream import to_tensor
+    from aig.training.augment import pair_crops
+    from aig.training.pixel_stream import to_tensor
 
     rng = random.Random(0)
     t = time.perf_counter()
@@ -67,7 +67,7 @@ def plain_loop(files, recipe, n: int, crops: int, batch: int, mean, std) -> floa
 
 
 def stream_loop(shards, recipe, n: int, crops: int, batch: int, mean, std) -> float:
-    from training.pixel_stream import StreamSpec, batches
+    from aig.training.pixel_stream import StreamSpec, batches
 
     spec = StreamSpec(shards, recipe, mean, std, batch_size=batch, crops_per_pair=crops, shuffle_buffer=64)
     nb = n * crops // batch
@@ -80,10 +80,10 @@ def stream_loop(shards, recipe, n: int, crops: int, batch: int, mean, std) -> fl
 def train_steps(root: Path, steps: int, threads: int) -> dict:
     import torch
 
-    from training.augment import AugmentRecipe
-    from training.models import create_backbone
-    from training.pixel_stream import StreamSpec, make_loader
-    from training.shards import split_shards
+    from aig.training.augment import AugmentRecipe
+    from aig.training.models import create_backbone
+    from aig.training.pixel_stream import StreamSpec, make_loader
+    from aig.training.shards import split_shards
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -126,8 +126,8 @@ def synthetic_pairs(root: Path, n: int, side: int) -> list[str]:
     import numpy as np
     from PIL import Image
 
-    from pipeline.chunks import sample_outcome, write_chunk
-    from pipeline.config import ShardConfig
+    from aig.pipeline.chunks import sample_outcome, write_chunk
+    from aig.pipeline.config import ShardConfig
 
     rng = np.random.default_rng(0)
     outcomes = []
@@ -150,7 +150,7 @@ def loader_at_336(pairs: int, repeats: int, side: int = 512) -> dict:
     it takes to feed an H200 at STEP_RATE_H200 (loader workers scale by processes, one CPU each)."""
     import math
 
-    from training.augment import AugmentRecipe
+    from aig.training.augment import AugmentRecipe
 
     out = {"side": side, "pairs": pairs, "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -194,8 +194,8 @@ def main() -> int:
                       text)
     if a.loader_336_only:
         return 0
-    from training.augment import AugmentRecipe
-    from training.shards import split_shards
+    from aig.training.augment import AugmentRecipe
+    from aig.training.shards import split_shards
 
     shards = split_shards(a.dataset, "pixel", "train")
     if not shards:

@@ -4,7 +4,7 @@ Each attribute is scored by a one-feature classifier: AUROC of the attribute's v
 fake rate of its category (categorical), direction-free (max(a, 1 - a)). Above the threshold it predicts
 the label on its own: a shortcut. File size follows image content for a given format (reconstructions
 are smoother, so smaller PNGs), so it is reported and noted, not counted as a shortcut. So is the strength
-of the JPEG grid in the decoded pixels (`blockiness`, evaluation.blockiness); its presence counts
+of the JPEG grid in the decoded pixels (`blockiness`, aig.evaluation.blockiness); its presence counts
 (`jpeg_trace`: the stored file is a JPEG or its pixels carry a grid), so reals that keep their source's
 JPEG grid while their reconstructions lose it are a shortcut even when both are stored as PNG.
 """
@@ -51,7 +51,7 @@ def image_features(data: bytes) -> dict:
     import numpy as np
     from PIL import Image
 
-    from pipeline.jpeg_quality import estimate_quality
+    from aig.pipeline.jpeg_quality import estimate_quality
 
     from .blockiness import blockiness, jpeg_trace
 

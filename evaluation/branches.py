@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 
 def default_threads() -> int:
@@ -36,13 +36,13 @@ class BranchError(AigError, RuntimeError):
 
 
 class PixelBranch:
-    """A pixel-artifact checkpoint written by `aig train --branch pixel` (training.checkpoint)."""
+    """A pixel-artifact checkpoint written by `aig train --branch pixel` (aig.training.checkpoint)."""
 
     def __init__(self, path: str | Path, batch_size: int = 16):
         try:
-            from training.checkpoint import load_pixel_model
+            from aig.training.checkpoint import load_pixel_model
         except ImportError as e:
-            raise BranchError(f"the pixel branch needs training.checkpoint: {e}") from None
+            raise BranchError(f"the pixel branch needs aig.training.checkpoint: {e}") from None
         path = resolve_run_folder(Path(path), "config.json", ("best", "final"))
         if not path.exists():
             raise BranchError(f"pixel checkpoint '{path}' does not exist: train one with `aig train --branch pixel` "
@@ -58,7 +58,7 @@ class PixelBranch:
         self.threshold = self.cfg.get("threshold")  # calibrated on held-back train pairs, when training did
 
     def score(self, images: list) -> list[float]:
-        from training.checkpoint import score_images
+        from aig.training.checkpoint import score_images
 
         out: list[float] = []
         for i in range(0, len(images), self.batch_size):
@@ -80,8 +80,8 @@ class SemanticAnswer:
 
 
 def answer_schema() -> dict:
-    """The JSON the semantic branch was trained to answer (labeling.records.answer_text)."""
-    from labeling.schema import CATEGORIES, MAX_DESCRIPTION, MAX_INCONSISTENCIES
+    """The JSON the semantic branch was trained to answer (aig.labeling.records.answer_text)."""
+    from aig.labeling.schema import CATEGORIES, MAX_DESCRIPTION, MAX_INCONSISTENCIES
 
     item = {"type": "object", "additionalProperties": False, "required": ["category", "description"],
             "properties": {"category": {"enum": list(CATEGORIES)},
@@ -102,14 +102,14 @@ def _base_of_adapter(adapter: Path) -> str:
 
 
 class SemanticBranch:
-    """A chat VLM (AutoModelForImageTextToText), optionally with a LoRA adapter, asked labeling.records.QUESTION."""
+    """A chat VLM (AutoModelForImageTextToText), optionally with a LoRA adapter, asked aig.labeling.records.QUESTION."""
 
     def __init__(self, model: str | None, adapter: str | None = None, batch_size: int = 4,
                  max_new_tokens: int = 256, constrained: bool = False):
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from pipeline.devices import torch_setup
+        from aig.pipeline.devices import torch_setup
 
         if adapter:
             adapter = str(resolve_run_folder(Path(adapter), "adapter_config.json", ("adapter",)))
@@ -137,7 +137,7 @@ class SemanticBranch:
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.tokenizer.padding_side = "left"
         self.batch_size, self.max_new_tokens, self.constrained = batch_size, max_new_tokens, constrained
-        from labeling.vlm import VLMFormatError, eos_ids, prompt_text
+        from aig.labeling.vlm import VLMFormatError, eos_ids, prompt_text
 
         self.eos = eos_ids(self.model.generation_config, self.tokenizer)
         try:
@@ -147,7 +147,7 @@ class SemanticBranch:
         torch.manual_seed(0)
 
     def ask(self, images: list) -> list[SemanticAnswer]:
-        from labeling.records import QUESTION, parse_answer
+        from aig.labeling.records import QUESTION, parse_answer
 
         out = []
         for i in range(0, len(images), self.batch_size):
@@ -159,16 +159,16 @@ class SemanticBranch:
         return out
 
     def _prompt(self, question: str) -> str:
-        from labeling.vlm import prompt_text
+        from aig.labeling.vlm import prompt_text
 
         return prompt_text(self.processor, question)
 
     def verdict_probs(self, images: list, question: str) -> list[float]:
         """sigmoid(log P('fake') - log P('real')) as the answer's verdict word, after `{"verdict": "`
-        (the format of labeling.records.answer_text), so the branch has a ranking score for AP/AUROC."""
+        (the format of aig.labeling.records.answer_text), so the branch has a ranking score for AP/AUROC."""
         import torch
 
-        from labeling.vlm import answer_token_type, encode_batch
+        from aig.labeling.vlm import answer_token_type, encode_batch
 
         prompt = self._prompt(question)
         enc = encode_batch(self.processor, images, [prompt] * len(images))
@@ -199,17 +199,17 @@ class SemanticBranch:
     def _generate(self, images: list, question: str) -> list[str]:
         import torch
 
-        from labeling.vlm import encode_batch
+        from aig.labeling.vlm import encode_batch
 
         prompt = self._prompt(question)
         inputs = encode_batch(self.processor, images, [prompt] * len(images))
         inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
                   for k, v in inputs.items()}
         kwargs = {}
-        if self.constrained:  # llguidance: the answer always parses (labeling.constrained)
+        if self.constrained:  # llguidance: the answer always parses (aig.labeling.constrained)
             from transformers import LogitsProcessorList
 
-            from labeling.constrained import JsonSchemaLogitsProcessor
+            from aig.labeling.constrained import JsonSchemaLogitsProcessor
 
             vocab = self.model.get_output_embeddings().weight.shape[0]
             kwargs["logits_processor"] = LogitsProcessorList([JsonSchemaLogitsProcessor(

@@ -24,7 +24,7 @@ def evaluate(dataset: Path, split: str, benchmarks: list[str], pixel: str | None
 
     perts = ["none"] + (list(SWEEP) if sweep else []) + [p for p in perturb if p not in SWEEP or not sweep]
     tau_value = parse_tau(tau)
-    from pipeline.redact import command_line
+    from aig.pipeline.redact import command_line
 
     opts = EvalOptions(tau=tau_value, fusion=fusion, weight=weight, perturbations=list(dict.fromkeys(perts)))
     rep = run_evaluation(dataset, split=None if split == "none" else split, benchmarks=benchmarks,
@@ -112,7 +112,7 @@ def predict(paths: list[Path], pixel: str | None, semantic_model: str | None, se
 def audit(dataset: Path, threshold: float, strict: bool, as_json: bool) -> None:
     from dataclasses import asdict
 
-    from manifests.catalog import CatalogError
+    from aig.manifests.catalog import CatalogError
 
     from .audit import audit_dataset, to_markdown
 
@@ -143,7 +143,7 @@ def audit(dataset: Path, threshold: float, strict: bool, as_json: bool) -> None:
 
 
 def report(dataset: Path, output: Path | None, pairs: int, threshold: float) -> None:
-    from manifests.catalog import CatalogError
+    from aig.manifests.catalog import CatalogError
 
     from .report import build_report
 

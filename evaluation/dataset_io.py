@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from manifests.catalog import query_rows
-from pipeline.shards import read_member as read_bytes  # noqa: F401 (used by evaluation modules)
+from aig.manifests.catalog import query_rows
+from aig.pipeline.shards import read_member as read_bytes  # noqa: F401 (used by evaluation modules)
 
 # Rows that are images of their own (semantic-sft samples repeat images already in the dataset).
 IMAGE_TASKS = ("both", "pixel", "semantic")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 from .metrics import FUSIONS, binary_metrics, detector_columns, fired, fmt_pct, mean_fusion, nanmean, or_fusion
 from .robustness import check as check_perturbation
@@ -76,7 +76,7 @@ def dataset_items(root: Path, split: str) -> list[EvalItem]:
     if not rows:
         raise EvalError(f"dataset '{root}' has no image samples in split {split!r}: "
                         f"check with `aig sql -d {root} \"select split, count(*) from samples group by all\"`")
-    from pipeline.shards import missing_shard
+    from aig.pipeline.shards import missing_shard
 
     missing = missing_shard(root, [r["shard"] for r in rows])
     if missing:
@@ -231,7 +231,7 @@ def run_evaluation(root: Path, *, split: str | None, benchmarks: list[str], pixe
         raise EvalError("no images: evaluate a dataset split (--split test) and/or --benchmark FOLDER_OR_LIST")
     items, unlabelled = benchmark_items(benchmarks)
     if split:
-        from manifests.catalog import CatalogError
+        from aig.manifests.catalog import CatalogError
 
         try:
             items = dataset_items(root, split) + items

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 REAL_DIRS = {"0_real", "real", "nature", "0-real", "reals"}
 FAKE_DIRS = {"1_fake", "fake", "ai", "1-fake", "fakes"}

@@ -143,11 +143,11 @@ def write_plots(folder: Path, score_rows: list[dict], detectors: list[str]) -> l
 
 def write_tables(root: Path, eval_id: str, run: dict, score_rows: list[dict], results: list[dict]) -> None:
     """Parquet under manifest/eval_* (one file per evaluation), then refresh the catalog views."""
-    from manifests.catalog import refresh_catalog
-    from manifests.schema import parquet_bytes, to_table
-    from pipeline.shards import atomic_write
+    from aig.manifests.catalog import refresh_catalog
+    from aig.manifests.schema import parquet_bytes, to_table
+    from aig.pipeline.shards import atomic_write
 
-    from manifests.schema import EVAL_RESULTS, EVAL_RUNS, EVAL_SCORES
+    from aig.manifests.schema import EVAL_RESULTS, EVAL_RUNS, EVAL_SCORES
 
     for name, columns, rows in (("eval_scores", EVAL_SCORES, score_rows), ("eval_results", EVAL_RESULTS, results),
                                 ("eval_runs", EVAL_RUNS, [run])):

@@ -133,7 +133,7 @@ def gallery_section(root: Path, pairs: int) -> str:
 
 def is_stand_in(annotator: str) -> bool:
     """True for an annotator id naming one of aig's untrained stand-in models (its config says so)."""
-    from labeling.cli import stand_in_note
+    from aig.labeling.cli import stand_in_note
 
     if not annotator or not annotator.startswith("transformers:"):
         return False
@@ -239,7 +239,7 @@ def evaluation_section(root: Path) -> str:
 
 
 def build_report(root: Path, output: Path | None = None, pairs: int = 6, audit_threshold: float = 0.6) -> Path:
-    from manifests.catalog import connect_readonly
+    from aig.manifests.catalog import connect_readonly
 
     connect_readonly(root).close()  # a clear error when there is no dataset here
     sections = [counts_section(root), provenance_section(root), gallery_section(root, pairs), semantic_section(root),

@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pipeline import hub
-from pipeline.hub import ModelLoadError, load_error
+from aig.pipeline import hub
+from aig.pipeline.hub import ModelLoadError, load_error
 
 EMBEDDED = "embedded"
 DECODER_SEED = 0x5EED  # mixed into a sample's seed for decoder noise, so it differs from the latent noise
@@ -38,7 +38,7 @@ class LoadedAutoencoder:
 
 def read_model_json(kind: str, model: str, filename: str, subfolder: str | None = None,
                     revision: str | None = None) -> dict:
-    """`pipeline.hub.read_model_json` with the name 'embedded' meaning the bundled autoencoder."""
+    """`aig.pipeline.hub.read_model_json` with the name 'embedded' meaning the bundled autoencoder."""
     return hub.read_model_json(kind, model, filename, subfolder, revision, path=resolve_model(model))
 
 
@@ -123,7 +123,7 @@ def _decode(ae: LoadedAutoencoder, z, seeds: list[int]):
 def crop_to_multiple(width: int, height: int, factor: int) -> tuple[int, int, int, int]:
     """Centre crop box (left, top, right, bottom) making both sides multiples of factor; its offsets keep a
     JPEG source's block grid in phase (jpeg-matched pairs then re-encode on the source's own grid)."""
-    from pipeline.decode import center_box
+    from aig.pipeline.decode import center_box
 
     return center_box(width, height, width // factor * factor, height // factor * factor)
 

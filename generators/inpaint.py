@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from pipeline.devices import versions
+from aig.pipeline.devices import versions
 
 from .diffusion import load_pipeline, run_checked
 from .output_checks import problem_message

@@ -10,11 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.chunks import Outcome, failure_outcome, sample_outcome, write_chunk
-from pipeline.config import ReconstructConfig, ShardConfig
-from pipeline.decode import encode_image
-from pipeline.devices import torch_setup, versions
-from pipeline.storage import read_range
+from aig.pipeline.chunks import Outcome, failure_outcome, sample_outcome, write_chunk
+from aig.pipeline.config import ReconstructConfig, ShardConfig
+from aig.pipeline.decode import encode_image
+from aig.pipeline.devices import torch_setup, versions
+from aig.pipeline.storage import read_range
 
 from . import autoencoder as ae_mod
 from .batching import run_in_batches

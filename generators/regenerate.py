@@ -10,10 +10,10 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import GenerateConfig, InpaintConfig, ReconstructConfig
-from pipeline.decode import encode_image
+from aig.pipeline.config import GenerateConfig, InpaintConfig, ReconstructConfig
+from aig.pipeline.decode import encode_image
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 from .reconstruct import AutoencoderSpec, provenance_of, read_member
 

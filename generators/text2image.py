@@ -6,10 +6,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pipeline.chunks import Outcome, failure_outcome, sample_outcome, write_chunk
-from pipeline.config import GenerateConfig, ShardConfig
-from pipeline.decode import encode_image
-from pipeline.devices import torch_setup, versions
+from aig.pipeline.chunks import Outcome, failure_outcome, sample_outcome, write_chunk
+from aig.pipeline.config import GenerateConfig, ShardConfig
+from aig.pipeline.decode import encode_image
+from aig.pipeline.devices import torch_setup, versions
 
 from .batching import run_in_batches
 from .diffusion import load_pipeline, run_checked

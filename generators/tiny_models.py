@@ -3,7 +3,7 @@
 They go through the same `from_pretrained(path)` code as a real hub id. Their images carry no
 meaning (random weights): the demo says so wherever it uses them.
 
-    python -m generators.tiny_models OUT_DIR [--inpaint]
+    python -m aig.generators.tiny_models OUT_DIR [--inpaint]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Train the small diffusers AutoencoderKL bundled as the embedded default reconstructor.
 
-    python -m generators.train_tiny_vae --steps 1500 --out generators/assets/tiny-vae
+    python -m aig.generators.train_tiny_vae --steps 1500 --out generators/assets/tiny-vae
 
 Trains (a fixed number of steps, so the result does not depend on machine load) on random 32 px crops of the bundled photos (all but the held-out ones), then reports the
 reconstruction PSNR on 64 px crops of the held-out photos. A random-weight decoder outputs noise;
@@ -30,7 +30,7 @@ TINY_VAE_CONFIG = dict(
 def _photos(names_out: tuple[str, ...], held_out: bool) -> list[np.ndarray]:
     from PIL import Image
 
-    from pipeline.sources import embedded_list, from_list
+    from aig.pipeline.sources import embedded_list, from_list
 
     arrays = []
     for item in from_list(str(embedded_list()), origin="embedded"):

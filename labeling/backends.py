@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from dataclasses import asdict, dataclass
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class BackendSpec:
 
     def endpoint(self) -> str:
         """The base URL as written anywhere (tables, tars, logs): credentials in it masked."""
-        from pipeline.redact import redact_url
+        from aig.pipeline.redact import redact_url
 
         return redact_url((self.base_url or "").rstrip("/"))
 
@@ -80,7 +80,7 @@ def check_backend(spec: BackendSpec) -> None:
         if not spec.model:
             raise BackendError("the openai backend needs --model, the served model's name")
         return
-    from pipeline.hub import ModelLoadError, read_model_json
+    from aig.pipeline.hub import ModelLoadError, read_model_json
 
     try:
         read_model_json("VLM", spec.model, "config.json", None, spec.revision)
@@ -95,7 +95,7 @@ class TransformersBackend:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from pipeline.devices import torch_setup
+        from aig.pipeline.devices import torch_setup
 
         from . import vlm
 
@@ -226,7 +226,7 @@ class OpenAIBackend:
 
         import requests
 
-        from pipeline.redact import redact_url
+        from aig.pipeline.redact import redact_url
 
         from .http_deadline import deadline
 

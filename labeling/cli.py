@@ -9,7 +9,7 @@ import typer
 
 
 def _echo(msg: str) -> None:
-    from pipeline.redact import redact_url
+    from aig.pipeline.redact import redact_url
 
     print(f"[aig] {redact_url(msg)}", file=sys.stderr, flush=True)
 
@@ -26,7 +26,7 @@ def stand_in_note(model: str) -> str | None:
 
 
 def run_label_semantic(fail, o: dict, command: str) -> None:
-    from pipeline.config import RunnerConfig, ShardConfig
+    from aig.pipeline.config import RunnerConfig, ShardConfig
 
     from .backends import BackendError, BackendSpec, Decoding, check_backend
     from .prompts import ANNOTATE, CAPTION, resolve

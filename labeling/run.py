@@ -10,10 +10,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline import layout
-from pipeline.model_stages import CAPTION_GROUP_PREFIX
+from aig.pipeline import layout
+from aig.pipeline.model_stages import CAPTION_GROUP_PREFIX
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 from .worker import CAPTION_STAGE, STAGE, LabelJob, LabelWorker
 
@@ -53,7 +53,7 @@ def group_name(job: LabelJob) -> str:
 
 
 def candidates(root: Path, job: LabelJob, splits: list[str] | None, where: str | None, limit: int | None) -> list[dict]:
-    from manifests.catalog import query_rows
+    from aig.manifests.catalog import query_rows
 
     cond = CAPTION_CANDIDATES if job.task == "caption" else ANNOTATE_CANDIDATES
     if splits:
@@ -66,7 +66,7 @@ def candidates(root: Path, job: LabelJob, splits: list[str] | None, where: str |
 
 def labelled_keys(root: Path, job: LabelJob) -> set[str]:
     """Keys this annotator already labelled with this prompt version (or captioned)."""
-    from manifests.catalog import query_rows
+    from aig.manifests.catalog import query_rows
 
     table = "captions" if job.task == "caption" else "semantic_labels"
     return {r["key"] for r in query_rows(root, f"select distinct key from {table} where annotator = ? and prompt_version = ?",
@@ -93,8 +93,8 @@ def next_chunk(root: Path, group: str) -> int:
 
 def label_dataset(root: Path, job: LabelJob, runner, shard_cfg, splits=None, where=None, limit=None,
                   chunk_size: int = 64, command: str = "aig label-semantic", log=print) -> LabelReport:
-    from pipeline.build import disk_full_error, permission_error
-    from pipeline.shards import is_disk_full
+    from aig.pipeline.build import disk_full_error, permission_error
+    from aig.pipeline.shards import is_disk_full
 
     try:
         return _label_dataset(root, job, runner, shard_cfg, splits, where, limit, chunk_size, command, log)
@@ -108,11 +108,11 @@ def label_dataset(root: Path, job: LabelJob, runner, shard_cfg, splits=None, whe
 
 def _label_dataset(root: Path, job: LabelJob, runner, shard_cfg, splits, where, limit, chunk_size, command,
                    log) -> LabelReport:
-    from manifests.catalog import CatalogError, refresh_catalog
-    from pipeline import info, provenance
-    from pipeline.build import BuildError, dataset_lock, read_table, write_run
+    from aig.manifests.catalog import CatalogError, refresh_catalog
+    from aig.pipeline import info, provenance
+    from aig.pipeline.build import BuildError, dataset_lock, read_table, write_run
 
-    from pipeline.storage import is_url
+    from aig.pipeline.storage import is_url
 
     if is_url(root) or str(root).startswith(("s3:/", "gs:/", "az:/")):
         raise LabelError(f"'{root}' is in object storage: label-semantic works on a local dataset; copy it first "
@@ -166,8 +166,8 @@ def _label_dataset(root: Path, job: LabelJob, runner, shard_cfg, splits, where, 
 def _run_chunks(root, job, runner, shard_cfg, todo, chunk_size, run_id, report, log) -> None:
     from tqdm import tqdm
 
-    from pipeline.runner import LocalExecutor, make_executor
-    from pipeline.shards import is_disk_full
+    from aig.pipeline.runner import LocalExecutor, make_executor
+    from aig.pipeline.shards import is_disk_full
 
     first = next_chunk(root, job.group)
     parts = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]

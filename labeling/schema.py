@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 SCHEMA_VERSION = "aig-semantic-annotation/1"
 CATEGORIES = ("anatomy", "text_and_glyphs", "physics", "geometry_and_perspective", "object_structure",

@@ -3,7 +3,7 @@
 real architecture's config classes with shrunk sizes and a byte-level BPE tokenizer trained offline.
 
 Their outputs mean nothing; they exercise the same `from_pretrained` path as the hub checkpoints.
-Usage: python -m labeling.tiny_vlm DIR [FAMILY]
+Usage: python -m aig.labeling.tiny_vlm DIR [FAMILY]
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def build_tiny_llava(path: str | Path, seed: int = 0) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     processor.save_pretrained(path)
-    (path / "README.md").write_text("Tiny random-weight LLaVA built by `python -m labeling.tiny_vlm`: "
+    (path / "README.md").write_text("Tiny random-weight LLaVA built by `python -m aig.labeling.tiny_vlm`: "
                                     "an untrained stand-in whose outputs carry no meaning.\n")
     return path
 
@@ -204,7 +204,7 @@ def build_tiny_vlm(family: str, path: str | Path, seed: int = 0) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     processor.save_pretrained(path)
-    (path / "README.md").write_text(f"Tiny random-weight {family} built by `python -m labeling.tiny_vlm`: "
+    (path / "README.md").write_text(f"Tiny random-weight {family} built by `python -m aig.labeling.tiny_vlm`: "
                                     "an untrained stand-in whose outputs carry no meaning.\n")
     return path
 

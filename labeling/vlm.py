@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 PREFIX_LM_PROCESSORS = ("PaliGemmaProcessor",)  # no chat template: image tokens + prefix text; the answer is a suffix
 

@@ -10,11 +10,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from manifests.schema import CAPTIONS, SEMANTIC_INCONSISTENCIES, SEMANTIC_LABELS, parquet_bytes, to_table
-from pipeline import layout
-from pipeline.chunks import Outcome, failure_outcome, sample_outcome, write_chunk
-from pipeline.config import ShardConfig
-from pipeline.shards import atomic_write, read_member
+from aig.manifests.schema import CAPTIONS, SEMANTIC_INCONSISTENCIES, SEMANTIC_LABELS, parquet_bytes, to_table
+from aig.pipeline import layout
+from aig.pipeline.chunks import Outcome, failure_outcome, sample_outcome, write_chunk
+from aig.pipeline.config import ShardConfig
+from aig.pipeline.shards import atomic_write, read_member
 
 from . import purity, schema
 from .backends import BackendSpec, Decoding, Reply, make_backend

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .hub import ModelLoadError
-from manifests.catalog import refresh_catalog
-from manifests.schema import RUNS, parquet_bytes, table_dir, to_table
+from aig.manifests.catalog import refresh_catalog
+from aig.manifests.schema import RUNS, parquet_bytes, table_dir, to_table
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 from . import info, ingest, layout, provenance, storage
 from .chunks import write_chunk

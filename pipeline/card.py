@@ -13,7 +13,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from manifests.schema import MANIFEST_DIR, SAMPLES, SHARDS_DIR
+from aig.manifests.schema import MANIFEST_DIR, SAMPLES, SHARDS_DIR
 
 from .chunks import NOT_IN_TAR
 from .layout import CARD_FILE

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from manifests.schema import FAILURES, SAMPLES, parquet_bytes, to_table
+from aig.manifests.schema import FAILURES, SAMPLES, parquet_bytes, to_table
 
 from . import layout, storage
 from .config import ShardConfig

@@ -1,6 +1,6 @@
 """`--config FILE` for every command: the file's [COMMAND] table gives that command's option defaults.
 
-build-data reads its table into the typed BuildConfig (pipeline.config); the other commands' tables are
+build-data reads its table into the typed BuildConfig (aig.pipeline.config); the other commands' tables are
 typed by their own options: each key is an option name (dashes or underscores), each value must have
 the option's type (an int option refuses 256.5, a choice option refuses other words).
 """

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 DEFAULT_OUTPUT = "aig-data/default"
 STAGES = ("ingest", "reconstruct", "inpaint", "generate")

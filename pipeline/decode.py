@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 from .jpeg_quality import estimate_quality
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from manifests.schema import INFO_FILE, SHARDS_DIR
+from aig.manifests.schema import INFO_FILE, SHARDS_DIR
 
 from . import layout
 from .plan import SPLITS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from manifests.schema import CATALOG_FILE, INFO_FILE, MANIFEST_DIR, SHARDS_DIR, table_dir
+from aig.manifests.schema import CATALOG_FILE, INFO_FILE, MANIFEST_DIR, SHARDS_DIR, table_dir
 
 LOCK_FILE = ".aig.lock"
 INDEX_DIR = "index"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 from . import storage
 from .config import LIST_FORMATS, DownloadConfig, InputConfig
@@ -68,7 +68,7 @@ def _named_safely(item: "InputItem") -> "InputItem":
 
 
 def embedded_list() -> Path:
-    return Path(str(resources.files("pipeline") / "assets" / "photos" / "photos.csv"))
+    return Path(str(resources.files("aig.pipeline") / "assets" / "photos" / "photos.csv"))
 
 
 def from_folder(folder: str) -> list[InputItem]:
@@ -350,7 +350,7 @@ def enumerate_inputs(cfg: InputConfig) -> list[InputItem]:
 
 
 def read_bytes(item: InputItem, download: DownloadConfig | None = None) -> bytes:
-    """An input's bytes; http(s) URLs are downloaded (pipeline.fetch), raising FetchError with a reason."""
+    """An input's bytes; http(s) URLs are downloaded (aig.pipeline.fetch), raising FetchError with a reason."""
     from .fetch import fetch, is_http
 
     if is_http(item.file) and item.offset < 0:

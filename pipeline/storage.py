@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 MIRROR_STATE = ".aig-mirror.json"
 MIRROR_LOCK = ".aig-mirror.lock"

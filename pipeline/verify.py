@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from manifests.schema import CATALOG_FILE, MANIFEST_DIR, table_dir
+from aig.manifests.schema import CATALOG_FILE, MANIFEST_DIR, table_dir
 
 from . import layout, storage
 
@@ -68,7 +68,7 @@ def _read_tables(root: Path, problems: list[str]) -> dict[str, dict[str, pa.Tabl
 
 
 def _check_catalog(root: Path) -> list[str]:
-    from manifests.catalog import CatalogError, connect_readonly
+    from aig.manifests.catalog import CatalogError, connect_readonly
 
     fix = "re-run the same `aig build-data` command to rebuild it (nothing is ingested twice)"
     if not (root / CATALOG_FILE).is_file():

@@ -6,7 +6,7 @@ Plain functions, no tests here. Only Pillow, numpy and the standard library are 
     # expected: {"good/rgb.jpg": "ok", "bad/notes.txt": "not_an_image", ...}
     # sizes:    {"good/rgb.jpg": (96, 72), ...}  (width, height after EXIF orientation, "ok" files only)
 
-The rejection reasons match `pipeline.decode` (empty_file, not_an_image, unsupported_format, truncated,
+The rejection reasons match `aig.pipeline.decode` (empty_file, not_an_image, unsupported_format, truncated,
 decode_error, animated, too_small, too_large) plus `duplicate`. The corpus assumes the test settings
 min_size=32 and max_pixels=50_000_000 (the too_large files are also above Pillow's default limit).
 
@@ -29,7 +29,7 @@ from PIL import Image, ImageChops, ImageFile
 
 GOOD = "ok"
 
-from pipeline.decode import (  # noqa: E402  (the reasons the ingest stage records)
+from aig.pipeline.decode import (  # noqa: E402  (the reasons the ingest stage records)
     ANIMATED, DECODE_ERROR, EMPTY_FILE, NOT_AN_IMAGE, TOO_LARGE, TOO_SMALL, TRUNCATED, UNSUPPORTED_FORMAT,
 )
 

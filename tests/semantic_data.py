@@ -12,11 +12,11 @@ from PIL import Image
 def write_sft_dataset(root: Path, n_train: int = 8, n_val: int = 2, size=(48, 40), n_candidates: int = 0) -> Path:
     """`n_train` + `n_val` semantic-sft records and, with `n_candidates`, that many images for `aig label-semantic`
     (task 'both' reals and task 'semantic' fakes, alternating, train split)."""
-    from labeling.records import conversation
-    from labeling.scramble import ScrambleRanges, draw_recipe
-    from manifests.catalog import refresh_catalog
-    from pipeline.chunks import sample_outcome, write_chunk
-    from pipeline.config import ShardConfig
+    from aig.labeling.records import conversation
+    from aig.labeling.scramble import ScrambleRanges, draw_recipe
+    from aig.manifests.catalog import refresh_catalog
+    from aig.pipeline.chunks import sample_outcome, write_chunk
+    from aig.pipeline.config import ShardConfig
 
     rng = np.random.default_rng(0)
     outcomes = []

@@ -12,7 +12,7 @@ import pytest
 from conftest import run_aig, sql_rows
 from corpus import make_images
 
-from generators.tiny_models import TINY_AUTOENCODERS
+from aig.generators.tiny_models import TINY_AUTOENCODERS
 
 CLASSES = list(TINY_AUTOENCODERS)
 
@@ -23,7 +23,7 @@ def built(tmp_path_factory):
     of every class, then faulty ones: overflowing only in float16 (without and with force_upcast), NaN in any
     dtype, decoding everything flat, the trained embedded one, and last one that fails its probe (3-channel
     images into a 4-channel encoder), which stops the build after the others finished."""
-    from generators.tiny_models import build_tiny_autoencoder
+    from aig.generators.tiny_models import build_tiny_autoencoder
 
     base = tmp_path_factory.mktemp("ae")
     make_images(base / "in", 2, size=(64, 48), fmt="PNG")
@@ -46,7 +46,7 @@ def built(tmp_path_factory):
 
 @pytest.mark.parametrize("class_name", CLASSES)
 def test_autoencoder_class_pairs_and_regenerate(built, class_name):
-    from generators.regenerate import regenerate
+    from aig.generators.regenerate import regenerate
 
     out, _, classes = built
     config = json.loads((classes[class_name] / "config.json").read_text())
@@ -67,7 +67,7 @@ def test_autoencoder_class_pairs_and_regenerate(built, class_name):
 
 
 def test_float16_overflow_is_upcast_and_bad_outputs_are_failures(built):
-    from generators.regenerate import regenerate
+    from aig.generators.regenerate import regenerate
 
     out, _, _ = built
     upcast = sql_rows(out, "select generator, provenance->>'upcast' as upcast, count(*) as n from samples "

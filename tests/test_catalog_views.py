@@ -17,8 +17,8 @@ def test_views_union_by_name_only_when_schemas_differ(tmp_path):
     import duckdb
     import pyarrow as pa
 
-    from manifests.catalog import refresh_catalog
-    from manifests.schema import SAMPLES, to_table
+    from aig.manifests.catalog import refresh_catalog
+    from aig.manifests.schema import SAMPLES, to_table
 
     _write(tmp_path, "a.parquet", to_table(SAMPLES, [{"key": "a", "split": "train", "width": 4}]))
     _write(tmp_path, "b.parquet", to_table(SAMPLES, [{"key": "b", "split": "val", "width": 5}]))

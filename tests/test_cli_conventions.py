@@ -11,8 +11,8 @@ from conftest import run_aig
 from corpus import make_images
 
 from aig.cli import app
-from pipeline.cli_config import option_defaults
-from pipeline.config import COMMANDS, load_config, read_toml
+from aig.pipeline.cli_config import option_defaults
+from aig.pipeline.config import COMMANDS, load_config, read_toml
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "aig.toml"
 

@@ -87,7 +87,7 @@ def test_catalog_opens_anywhere_and_follows_a_move(pixel_dataset, tmp_path, monk
     n = plain_count(pixel_dataset)
     first = tmp_path / "first"
     shutil.copytree(pixel_dataset, first)
-    from manifests.catalog import refresh_catalog
+    from aig.manifests.catalog import refresh_catalog
 
     refresh_catalog(first)  # as a build there leaves it
     con = duckdb.connect(str(first / "catalog.duckdb"), read_only=True)
@@ -101,7 +101,7 @@ def test_catalog_opens_anywhere_and_follows_a_move(pixel_dataset, tmp_path, monk
     run_aig("info", moved)  # any aig command re-points the catalog
     assert plain_count(moved) == n
     # a copy aig may not write to (a read-only mount): answers come from the same views, in memory
-    from manifests import catalog
+    from aig.manifests import catalog
 
     ro = tmp_path / "ro"
     moved.rename(ro)

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from evaluation import folders
-from evaluation.audit import audit_rows, one_feature_auroc
-from evaluation.metrics import binary_metrics, fired, mean_fusion, or_fusion
+from aig.evaluation import folders
+from aig.evaluation.audit import audit_rows, one_feature_auroc
+from aig.evaluation.metrics import binary_metrics, fired, mean_fusion, or_fusion
 
 
 def test_metrics_hand_computed():
@@ -133,7 +133,7 @@ def test_blockiness_sees_a_jpeg_grid_in_decoded_pixels():
     import numpy as np
     from PIL import Image
 
-    from evaluation.blockiness import blockiness, jpeg_trace
+    from aig.evaluation.blockiness import blockiness, jpeg_trace
 
     rng = np.random.default_rng(0)
     smooth = np.asarray(Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((256, 192), Image.BICUBIC))
@@ -151,7 +151,7 @@ def test_blockiness_sees_a_jpeg_grid_in_decoded_pixels():
 def test_sweep_perturbations():
     from PIL import Image
 
-    from evaluation.robustness import SWEEP, apply, check
+    from aig.evaluation.robustness import SWEEP, apply, check
 
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))
@@ -169,7 +169,7 @@ def test_sweep_perturbations():
 
 
 def test_groups_pick_the_right_reals():
-    from evaluation.evaluate import groups
+    from aig.evaluation.evaluate import groups
 
     def r(name, label, gen, subset=None):
         return {"item": name, "label": label, "generator": gen, "subset": subset}
@@ -189,7 +189,7 @@ def test_groups_pick_the_right_reals():
 
 
 def test_same_curve_as_names_the_curve_a_detector_repeats():
-    from evaluation.outputs import same_curve_as
+    from aig.evaluation.outputs import same_curve_as
 
     a, b = ([0, 0.5, 1], [0, 1, 1]), ([0, 1], [0, 1])
     assert same_curve_as({"pixel": a, "semantic": b, "fused": a}) == {"fused": "pixel"}

@@ -23,12 +23,12 @@ def _inputs(folder, n, fmt="PNG"):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """A random-weight pixel export (training.checkpoint's format) and a tiny random VLM."""
+    """A random-weight pixel export (aig.training.checkpoint's format) and a tiny random VLM."""
     import torch
 
-    from labeling.tiny_vlm import build_tiny_llava
-    from training.checkpoint import save_pixel_export
-    from training.models import create_backbone, normalisation
+    from aig.labeling.tiny_vlm import build_tiny_llava
+    from aig.training.checkpoint import save_pixel_export
+    from aig.training.models import create_backbone, normalisation
 
     base = tmp_path_factory.mktemp("eval-models")
     torch.manual_seed(0)
@@ -87,9 +87,9 @@ def _planted(root, n=6):
 
     from PIL import Image
 
-    from manifests.catalog import refresh_catalog
-    from pipeline.chunks import sample_outcome, write_chunk
-    from pipeline.config import ShardConfig
+    from aig.manifests.catalog import refresh_catalog
+    from aig.pipeline.chunks import sample_outcome, write_chunk
+    from aig.pipeline.config import ShardConfig
 
     outcomes = []
     for i, path in enumerate(make_images(root / "src", n, size=(64, 48), fmt="PNG")):
@@ -120,7 +120,7 @@ def test_audit_catches_planted_format_shortcut(tmp_path):
 @pytest.mark.slow
 def test_audit_catches_jpeg_reals_vs_png_fakes(tmp_path):
     """Reals stored as JPEG (--image-format jpeg), text-to-image fakes as PNG: the classic format shortcut."""
-    from generators.tiny_models import build_tiny_sd
+    from aig.generators.tiny_models import build_tiny_sd
 
     out = tmp_path / "ds"
     run_aig("build-data", "-o", out, "--input-list", _inputs(tmp_path, 4), "--size", 64, "--executor", "local",
@@ -249,9 +249,9 @@ def render(exe, page, tmp_path) -> str:
 
 def _label_one_fake(ds, annotator):
     """An accepted semantic label with one named inconsistency, as `aig label-semantic` writes them."""
-    from manifests.schema import SEMANTIC_INCONSISTENCIES, SEMANTIC_LABELS
-    from manifests.catalog import refresh_catalog
-    from manifests.schema import parquet_bytes, to_table
+    from aig.manifests.schema import SEMANTIC_INCONSISTENCIES, SEMANTIC_LABELS
+    from aig.manifests.catalog import refresh_catalog
+    from aig.manifests.schema import parquet_bytes, to_table
 
     key = sql_rows(ds, "select key from samples where label = 'fake' order by key limit 1")[0]["key"]
     for table, cols, row in (

@@ -25,7 +25,7 @@ def save_tiny_vae(path):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from generators.tiny_models import build_tiny_sd
+    from aig.generators.tiny_models import build_tiny_sd
 
     base = tmp_path_factory.mktemp("models")
     return {
@@ -162,8 +162,8 @@ def test_oom_batches_are_split_and_recorded(models, tmp_path, monkeypatch):
     import torch
 
     from aig import build_data
-    from generators import autoencoder
-    from pipeline.config import load_config
+    from aig.generators import autoencoder
+    from aig.pipeline.config import load_config
 
     real = autoencoder.reconstruct
 

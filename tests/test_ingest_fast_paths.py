@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_aig, sql_rows
-from pipeline.decode import DecodeLimits, canonicalize, decode_image, kept_input, reduce_target
+from aig.pipeline.decode import DecodeLimits, canonicalize, decode_image, kept_input, reduce_target
 
 LIMITS = DecodeLimits(min_size=16, max_pixels=10**8)
 
@@ -101,8 +101,8 @@ def test_build_keeps_input_bytes_and_downscales_jpegs(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg"])
 def test_keep_input_can_be_turned_off(tmp_path, fmt):
-    from pipeline import ingest
-    from pipeline.config import IngestConfig
+    from aig.pipeline import ingest
+    from aig.pipeline.config import IngestConfig
 
     path = tmp_path / "x.jpg"
     path.write_bytes(_jpeg(_photo(64)))

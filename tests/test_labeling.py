@@ -14,8 +14,8 @@ from openai_server import VALID, ScriptedServer
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from generators.tiny_models import build_tiny_sd
-    from labeling.tiny_vlm import build_tiny_llava
+    from aig.generators.tiny_models import build_tiny_sd
+    from aig.labeling.tiny_vlm import build_tiny_llava
 
     base = tmp_path_factory.mktemp("label-models")
     return {"vlm": build_tiny_llava(base / "tiny-vlm"), "t2i": build_tiny_sd(base / "tiny-sd")}

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from labeling import purity, schema
-from labeling.records import answer_text, conversation, extract_json, parse_answer
-from labeling.scramble import ScrambleRanges, draw_recipe, scramble
+from aig.labeling import purity, schema
+from aig.labeling.records import answer_text, conversation, extract_json, parse_answer
+from aig.labeling.scramble import ScrambleRanges, draw_recipe, scramble
 
 
 def test_schema_normalises_and_rejects():

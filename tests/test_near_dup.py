@@ -11,7 +11,7 @@ import pytest
 from conftest import run_aig, sql_rows
 from PIL import Image
 
-from pipeline.sources import embedded_list
+from aig.pipeline.sources import embedded_list
 
 PHOTOS = embedded_list().parent
 COPIES = ("q60", "half", "crop")
@@ -59,8 +59,8 @@ def _table(dataset, table: str) -> list[dict]:
 
 
 def test_copies_share_group_and_split_and_drop_mode_fails_them(photos, tmp_path):
-    from pipeline.config import SplitConfig
-    from pipeline.plan import assign_split
+    from aig.pipeline.config import SplitConfig
+    from aig.pipeline.plan import assign_split
 
     out = tmp_path / "grouped"
     run_aig("build-data", "-o", out, "--executor", "local", "--stages", "ingest", "--input-dir", photos,
@@ -126,7 +126,7 @@ def test_bad_near_dup_value_is_a_one_line_error(tmp_path):
 
 
 def test_close_pairs_matches_brute_force():
-    from pipeline.near_dup import close_pairs
+    from aig.pipeline.near_dup import close_pairs
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 2**63, 300, dtype=np.uint64)
@@ -139,9 +139,9 @@ def test_close_pairs_matches_brute_force():
 
 
 def test_grouping_is_order_independent(photos):
-    from pipeline.config import SplitConfig
-    from pipeline.plan import hash_inputs, make_plan
-    from pipeline.sources import from_folder
+    from aig.pipeline.config import SplitConfig
+    from aig.pipeline.plan import hash_inputs, make_plan
+    from aig.pipeline.sources import from_folder
 
     items = from_folder(str(photos))
     results = []
@@ -155,7 +155,7 @@ def test_grouping_is_order_independent(photos):
 
 
 def test_perceptual_hash_skips_what_ingest_rejects():
-    from pipeline.near_dup import perceptual_hash
+    from aig.pipeline.near_dup import perceptual_hash
 
     img = _small("coffee.png", 64)
     buf = io.BytesIO()

@@ -195,7 +195,7 @@ def test_s3_overwrite_replaces_the_dataset_and_readers_drop_stale_files(s3, tmp_
 
 
 def test_upload_order_puts_the_done_marker_last():
-    from pipeline.storage import upload_order
+    from aig.pipeline.storage import upload_order
 
     rels = ["manifest/done/real-000001.json", "manifest/samples/real-000001.parquet",
             "index/real/train/real-000001-00.index.parquet", "shards/real/train/real-000001-00.tar",

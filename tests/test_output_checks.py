@@ -7,7 +7,7 @@ import pytest
 
 
 def test_output_problem_non_finite_and_flat():
-    from generators.output_checks import DEGENERATE, NON_FINITE, output_problem
+    from aig.generators.output_checks import DEGENERATE, NON_FINITE, output_problem
 
     rng = np.random.default_rng(0)
     photo = rng.random((8, 8, 3))
@@ -21,7 +21,7 @@ def test_output_problem_non_finite_and_flat():
 
 
 def test_psnr():
-    from generators.output_checks import PSNR_CAP, psnr
+    from aig.generators.output_checks import PSNR_CAP, psnr
 
     a = np.full((4, 4, 3), 100, np.uint8)
     assert psnr(a, a) == PSNR_CAP
@@ -31,7 +31,7 @@ def test_psnr():
 def test_aig_tiling_covers_and_blends():
     import torch
 
-    from generators.autoencoder import tile_starts, tiled
+    from aig.generators.autoencoder import tile_starts, tiled
 
     assert tile_starts(32, 32, 8) == [0]
     assert tile_starts(64, 32, 8) == [0, 24, 32]
@@ -48,7 +48,7 @@ def test_aig_tiling_covers_and_blends():
 
 
 def test_degenerate_generators_by_median_psnr():
-    from evaluation.audit import PSNR_FLOOR, degenerate_generators
+    from aig.evaluation.audit import PSNR_FLOOR, degenerate_generators
 
     rows = [{"generator": "good", "recon_psnr": v} for v in (30.0, 9.0, 31.0)]
     rows += [{"generator": "bad", "recon_psnr": v} for v in (8.0, 40.0, 9.5)]
@@ -57,13 +57,13 @@ def test_degenerate_generators_by_median_psnr():
 
 
 def test_model_load_failure_found_behind_ray_errors():
-    from generators.autoencoder import ModelLoadError
-    from pipeline.model_stages import model_load_failure
+    from aig.generators.autoencoder import ModelLoadError
+    from aig.pipeline.model_stages import model_load_failure
 
     direct = ModelLoadError("autoencoder 'm' (X) fails the probe")
     assert model_load_failure(direct) is direct
     wrapped = RuntimeError("The actor died because of an error raised in its creation task\n  Traceback ...\n"
-                           "generators.autoencoder.ModelLoadError: autoencoder 'm' (X) fails the probe: boom\n")
+                           "aig.generators.autoencoder.ModelLoadError: autoencoder 'm' (X) fails the probe: boom\n")
     assert str(model_load_failure(wrapped)) == "autoencoder 'm' (X) fails the probe: boom"
     assert model_load_failure(RuntimeError("worker crashed")) is None
 
@@ -71,7 +71,7 @@ def test_model_load_failure_found_behind_ray_errors():
 def test_pipeline_outputs_retried_in_float32_when_not_finite():
     import torch
 
-    from generators.diffusion import run_checked
+    from aig.generators.diffusion import run_checked
 
     class Pipe:  # records the dtype it was moved to; NaN images while it is float16
         dtype = torch.float16

@@ -23,7 +23,7 @@ def _noise_image(seed: int, size=(96, 80)) -> Image.Image:
 
 
 def test_paired_augmentation_is_identical_within_a_pair():
-    from training.augment import AugmentRecipe, apply_params, pair_crops
+    from aig.training.augment import AugmentRecipe, apply_params, pair_crops
 
     recipe = AugmentRecipe(crop_size=32, flip_p=0.5, jpeg_p=0.7, blur_p=0.5, resample_p=0.5)
     real = _noise_image(1)
@@ -50,9 +50,9 @@ def test_paired_augmentation_is_identical_within_a_pair():
 def test_stream_reads_only_train_pairs_deterministically(pixel_dataset):
     import itertools
 
-    from training.augment import AugmentRecipe
-    from training.pixel_stream import StreamSpec, batches
-    from training.shards import split_shards
+    from aig.training.augment import AugmentRecipe
+    from aig.training.pixel_stream import StreamSpec, batches
+    from aig.training.shards import split_shards
 
     counts = sql_rows(pixel_dataset, "select split, count(distinct pair_id) as n from samples where task='pixel' "
                                      "group by all order by all")
@@ -89,7 +89,7 @@ def _corrupt_one_png(tar_path):
 
 
 def test_train_cli_exports_a_detector_skipping_a_corrupt_member_never_reading_test(pixel_dataset, tmp_path):
-    from training.checkpoint import load_pixel_model, score_images
+    from aig.training.checkpoint import load_pixel_model, score_images
 
     ds = tmp_path / "ds"
     shutil.copytree(pixel_dataset, ds)
@@ -127,16 +127,16 @@ def test_train_cli_exports_a_detector_skipping_a_corrupt_member_never_reading_te
     p = score_images(model, cfg2, imgs)
     assert p.shape == (2,) and ((p >= 0) & (p <= 1)).all()
     # its weights serve as --pretrained for another run (head re-initialised only when its shape differs)
-    from training.models import ModelError, create_backbone
+    from aig.training.models import ModelError, create_backbone
 
     again = create_backbone("aig_tinycnn", str(out / "final"))
     assert all(bool((a == b).all()) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
     with pytest.raises(ModelError, match="do not fit"):
         create_backbone("resnet18", str(out / "final" / "model.safetensors"))
     # the export scores exactly what the trained model scored on validation
-    from training.pixel import evaluate_pairs
-    from training.pixel_stream import read_pairs
-    from training.shards import split_shards
+    from aig.training.pixel import evaluate_pairs
+    from aig.training.pixel_stream import read_pairs
+    from aig.training.shards import split_shards
 
     val = evaluate_pairs(model, cfg2, list(read_pairs(split_shards(ds, "pixel", "val"))), "cpu")
     assert val["auroc"] == cfg["val"]["auroc"] and val["balanced_accuracy"] == cfg["val"]["balanced_accuracy"]
@@ -145,7 +145,7 @@ def test_train_cli_exports_a_detector_skipping_a_corrupt_member_never_reading_te
 def test_resume_after_kill_equals_uninterrupted_run(pixel_dataset, tmp_path):
     from safetensors.torch import load_file
 
-    from training.cli import run_branch
+    from aig.training.cli import run_branch
 
     args = ["train", "-d", pixel_dataset, "--max-steps", "5", "--save-every", "1", "--loader-workers", "2", *FAST]
     options = {"dataset": str(pixel_dataset), "output": str(tmp_path / "a"), "max_steps": 5, "save_every": 1,
@@ -163,14 +163,14 @@ def test_resume_after_kill_equals_uninterrupted_run(pixel_dataset, tmp_path):
     lb = [json.loads(x) for x in (b / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r.get("loss")) for r in la] == [(r["step"], r.get("loss")) for r in lb]
     # a resume with other settings is refused, naming them
-    from training.config import ConfigError
+    from aig.training.config import ConfigError
 
     with pytest.raises(ConfigError, match="different settings.*: lr"):
         run_branch("pixel", {**options, "output": str(b), "resume": True, "lr": 0.1})
 
 
 def test_bad_inputs_fail_clearly(pixel_dataset, tmp_path):
-    from training.cli import run_branch
+    from aig.training.cli import run_branch
 
     p = run_aig("train", "-d", pixel_dataset, "-o", tmp_path / "r", "--model", "no_such_net", check=False)
     assert p.returncode == 2 and "unknown timm model 'no_such_net'" in p.stderr

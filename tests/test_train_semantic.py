@@ -11,7 +11,7 @@ from semantic_data import write_sft_dataset
 
 @pytest.fixture(scope="module")
 def sft(tmp_path_factory):
-    from labeling.tiny_vlm import build_tiny_llava
+    from aig.labeling.tiny_vlm import build_tiny_llava
 
     base = tmp_path_factory.mktemp("sft")
     return {"ds": write_sft_dataset(base / "ds"), "vlm": build_tiny_llava(base / "vlm")}
@@ -23,11 +23,11 @@ def test_labels_cover_the_answer_tokens_only_and_images_are_scrambled(sft):
     from PIL import Image
     from transformers import AutoProcessor
 
-    from labeling.records import answer_text
-    from labeling.scramble import scramble
-    from training.pixel_stream import Skips
-    from training.semantic_data import read_records, scrambled_image, sft_batch
-    from training.shards import split_shards
+    from aig.labeling.records import answer_text
+    from aig.labeling.scramble import scramble
+    from aig.training.pixel_stream import Skips
+    from aig.training.semantic_data import read_records, scrambled_image, sft_batch
+    from aig.training.shards import split_shards
 
     proc = AutoProcessor.from_pretrained(sft["vlm"])
     recs = read_records(split_shards(sft["ds"], "semantic-sft", "train"), Skips())
@@ -64,14 +64,14 @@ def test_semantic_cli_trains_a_lora_adapter_and_merges(sft, tmp_path):
     assert [r["step"] for r in lines if "loss" in r] == [1, 2, 3]
     assert not [p for p in out.rglob("*") if p.suffix in (".pt", ".pth", ".pkl", ".bin")]
     # the adapter loads on its base for inference and equals the merged model
-    from training.semantic import load_semantic_model
+    from aig.training.semantic import load_semantic_model
 
     with_adapter, processor, info2 = load_semantic_model(adapter)
     assert isinstance(with_adapter, PeftModel) and info2["base_model"] == str(sft["vlm"])
     merged, _, _ = load_semantic_model(out / "merged")
-    from training.pixel_stream import Skips
-    from training.semantic_data import read_records, sft_batch
-    from training.shards import split_shards
+    from aig.training.pixel_stream import Skips
+    from aig.training.semantic_data import read_records, sft_batch
+    from aig.training.shards import split_shards
 
     rec = read_records(split_shards(sft["ds"], "semantic-sft", "val"), Skips())[:1]
     batch = sft_batch(processor, rec, 2048)
@@ -83,7 +83,7 @@ def test_semantic_cli_trains_a_lora_adapter_and_merges(sft, tmp_path):
 
 
 def test_semantic_bad_inputs(sft, tmp_path):
-    from training.cli import run_branch
+    from aig.training.cli import run_branch
 
     for extra, msg in [({}, "needs --model"), ({"model": str(tmp_path / "nope")}, "could not load VLM"),
                        ({"model": str(sft["vlm"]), "crop_size": 32}, "--crop-size apply to --branch pixel only"),

@@ -8,11 +8,11 @@ import tarfile
 import pytest
 from PIL import Image
 
-from pipeline import ingest
-from pipeline.config import IngestConfig, SplitConfig
-from pipeline.decode import canonicalize
-from pipeline.plan import assign_split
-from pipeline.shards import Sample, group_into_shards, tar_bytes
+from aig.pipeline import ingest
+from aig.pipeline.config import IngestConfig, SplitConfig
+from aig.pipeline.decode import canonicalize
+from aig.pipeline.plan import assign_split
+from aig.pipeline.shards import Sample, group_into_shards, tar_bytes
 
 
 def _samples(n, size=100):
@@ -63,7 +63,7 @@ def test_canonicalize(policy, size, expected):
 def test_native_policy_crops_native_pixels_on_the_jpeg_grid():
     import numpy as np
 
-    from pipeline.config import load_config
+    from aig.pipeline.config import load_config
 
     src = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 437, 3), dtype=np.uint8))
     out = canonicalize(src, "native", 128)
@@ -75,7 +75,7 @@ def test_native_policy_crops_native_pixels_on_the_jpeg_grid():
 
 
 def test_aspect_matched_sizes():
-    from generators.text2image import aspect_size
+    from aig.generators.text2image import aspect_size
 
     assert aspect_size(640 / 427, 512 * 512, 8) == (624, 416)  # a COCO photo at SD 1.5's area
     assert aspect_size(1.0, 1024 * 1024, 16) == (1024, 1024)
@@ -108,8 +108,8 @@ def test_transient_read_errors_are_retried_then_recorded(monkeypatch, tmp_path):
 
 
 def test_ray_executor_survives_a_dying_worker():
-    from pipeline.config import RunnerConfig
-    from pipeline.runner import RayExecutor
+    from aig.pipeline.config import RunnerConfig
+    from aig.pipeline.runner import RayExecutor
 
     ns: dict = {}  # functions defined here are pickled by value, so Ray workers need not import this test
     exec("import os\ndef die(code):\n    os._exit(code)\ndef neg(x):\n    return -x\n", ns)
@@ -128,7 +128,7 @@ def test_autoencoder_tiny_loads_by_path_and_reconstructs(tmp_path):
     import torch
     from diffusers import AutoencoderTiny
 
-    from generators.autoencoder import crop_to_multiple, load_autoencoder, reconstruct
+    from aig.generators.autoencoder import crop_to_multiple, load_autoencoder, reconstruct
 
     AutoencoderTiny(encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
                     num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1)).save_pretrained(tmp_path / "taesd")
@@ -141,7 +141,7 @@ def test_autoencoder_tiny_loads_by_path_and_reconstructs(tmp_path):
 
 
 def test_generator_names_are_key_safe():
-    from generators.naming import generator_name
+    from aig.generators.naming import generator_name
 
     assert generator_name("stabilityai/stable-diffusion-2-1", "vae") == "stable_diffusion_2_1_vae"
     assert generator_name("/models/sd-v1.5/") == "sd_v1_5"
@@ -149,8 +149,8 @@ def test_generator_names_are_key_safe():
 
 
 def test_check_output_refuses_overlap_with_inputs(tmp_path):
-    from pipeline.build import BuildError, check_output
-    from pipeline.config import InputConfig
+    from aig.pipeline.build import BuildError, check_output
+    from aig.pipeline.config import InputConfig
 
     photos = tmp_path / "photos"
     (photos / "sub").mkdir(parents=True)
@@ -167,7 +167,7 @@ def test_check_output_refuses_overlap_with_inputs(tmp_path):
 
 
 def test_config_values_are_type_checked():
-    from pipeline.config import ConfigError, load_config
+    from aig.pipeline.config import ConfigError, load_config
 
     for key, value, message in [("ingest.size", "big", "'ingest.size' must be an integer, got 'big'"),
                                 ("ingest.size", 256.5, "'ingest.size' must be an integer, got 256.5"),
@@ -180,7 +180,7 @@ def test_config_values_are_type_checked():
 
 
 def test_redact_masks_keys_and_url_credentials():
-    from pipeline.redact import command_line, redact_url
+    from aig.pipeline.redact import command_line, redact_url
 
     assert command_line(["label-semantic", "--api-key", "sk-1", "--base-url", "http://u:pw@h:8000/v1", "--token=t",
                          "--model", "m"]) == \
@@ -191,7 +191,7 @@ def test_redact_masks_keys_and_url_credentials():
 
 
 def test_card_features_from_json_structure():
-    from pipeline.card import feature, record_structure
+    from aig.pipeline.card import feature, record_structure
 
     s = record_structure({"seed": "UBIGINT", "guidance": "DOUBLE", "crop": ["UBIGINT"], "never": "NULL",
                           "mixed": "JSON", "batch": ["VARCHAR"]},
@@ -208,7 +208,7 @@ def test_card_features_from_json_structure():
 def test_record_json_has_cls_and_no_nulls():
     import json
 
-    from pipeline.chunks import sample_outcome
+    from aig.pipeline.chunks import sample_outcome
 
     o = sample_outcome("k1", b"x", "png", {"jpeg_quality": None, "crop": [0, 1]}, None, label="fake", caption=None,
                        split="train", run_id="run-0001")
@@ -218,7 +218,7 @@ def test_record_json_has_cls_and_no_nulls():
 
 
 def test_catalog_points_elsewhere(tmp_path):
-    from manifests.catalog import points_elsewhere
+    from aig.manifests.catalog import points_elsewhere
 
     mine = f"create view samples as select * from read_parquet('{tmp_path.resolve()}/manifest/samples/*.parquet')"
     other = "create view samples as select * from read_parquet('/old/place/manifest/samples/*.parquet')"

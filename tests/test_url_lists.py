@@ -15,7 +15,7 @@ import pytest
 from conftest import run_aig, sql_rows
 from corpus import make_images
 
-from pipeline.fetch import opted_out
+from aig.pipeline.fetch import opted_out
 
 
 class Server:

@@ -71,7 +71,7 @@ def test_verify_counts_rows_and_finds_orphans(small_dataset, tmp_path):
     rows = pq.read_table(table)
     lost = rows.slice(0, 1).to_pylist()[0]
     pq.write_table(rows.slice(1), table)  # a row removed: its member is now an orphan
-    from pipeline.layout import index_path
+    from aig.pipeline.layout import index_path
 
     index = index_path(ds, tars[-1])
     idx = pq.read_table(index)
@@ -178,7 +178,7 @@ def test_sql_sandbox_blocks_every_escape(small_dataset, tmp_path):
     import uuid
 
     import duckdb
-    from manifests.catalog import CatalogError, connect_readonly, open_query
+    from aig.manifests.catalog import CatalogError, connect_readonly, open_query
 
     ds = small_dataset.resolve()
     manifest_file = sorted((ds / "manifest" / "samples").glob("*.parquet"))[0]

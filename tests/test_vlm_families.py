@@ -18,7 +18,7 @@ def runs(tmp_path_factory):
     """Per family: a tiny model, a copy of ONE tiny dataset (4 semantic-sft training records, 1 val record, 4
     images to label), `aig label-semantic` then `aig train --branch semantic` with the defaults, all commands in
     one interpreter (cli_batch)."""
-    from labeling.tiny_vlm import build_tiny_vlm
+    from aig.labeling.tiny_vlm import build_tiny_vlm
 
     base = tmp_path_factory.mktemp("families")
     data = write_sft_dataset(base / "data", n_train=4, n_val=1, size=(40, 32), n_candidates=4)
@@ -42,7 +42,7 @@ def runs(tmp_path_factory):
 def test_family_labels_and_trains_with_defaults(family, runs):
     from safetensors.torch import load_file
 
-    from manifests.catalog import query_rows
+    from aig.manifests.catalog import query_rows
 
     r = runs[family]
     for step in ("label", "train"):
@@ -62,7 +62,7 @@ def test_family_labels_and_trains_with_defaults(family, runs):
 def test_eos_ids_are_all_kept():
     from types import SimpleNamespace
 
-    from labeling.vlm import eos_ids
+    from aig.labeling.vlm import eos_ids
 
     tok = SimpleNamespace(eos_token_id=1)
     assert eos_ids(SimpleNamespace(eos_token_id=[1, 106, 1]), tok) == [1, 106]
@@ -73,9 +73,9 @@ def test_eos_ids_are_all_kept():
 def test_prefix_lm_prompt_and_answer_token_types(tmp_path):
     from transformers import AutoProcessor
 
-    from labeling.records import conversation
-    from labeling.tiny_vlm import build_tiny_vlm
-    from labeling.vlm import VLMFormatError, answer_token_type, render
+    from aig.labeling.records import conversation
+    from aig.labeling.tiny_vlm import build_tiny_vlm
+    from aig.labeling.vlm import VLMFormatError, answer_token_type, render
 
     proc = AutoProcessor.from_pretrained(build_tiny_vlm("paligemma", tmp_path / "pg"))
     msgs = conversation("real", [])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 EXPORT_FORMAT = "aig-pixel-detector"
 WEIGHTS = "model.safetensors"

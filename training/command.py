@@ -1,4 +1,4 @@
-"""The `aig train` typer command (options only; the work is in training.cli). Imports nothing heavy."""
+"""The `aig train` typer command (options only; the work is in aig.training.cli). Imports nothing heavy."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from pipeline.cli_config import ConfigOpt
+from aig.pipeline.cli_config import ConfigOpt
 
 O = typer.Option
 

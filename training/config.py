@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 from .augment import AugmentRecipe
 

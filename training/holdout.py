@@ -1,5 +1,5 @@
 """Held-out report for a pixel checkpoint: balanced accuracy / AUROC on one split's pairs, as stored and after
-JPEG re-encoding of both classes. Usage: python -m training.holdout CHECKPOINT -d DATASET [--split test] [--jpeg 75]"""
+JPEG re-encoding of both classes. Usage: python -m aig.training.holdout CHECKPOINT -d DATASET [--split test] [--jpeg 75]"""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 _REGISTERED = False
 

@@ -68,7 +68,7 @@ def raw_pairs(shards: list[str], slot: int, nslots: int, seed: int, epoch: int, 
     """This slot's pairs of one epoch, undecoded: {'pair_id', 'real': bytes, 'fake': bytes, 'keys'}."""
     from webdataset.tariterators import tarfile_samples
 
-    from pipeline.shards import image_member
+    from aig.pipeline.shards import image_member
 
     order = list(shards)
     if epoch >= 0:  # epoch -1: file order (evaluation)

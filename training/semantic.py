@@ -98,7 +98,7 @@ def load_vlm(name: str, dtype):
     except Exception as e:
         raise ConfigError(f"could not load VLM {name!r} ({type(e).__name__}: {str(e)[:300]}); pass a local folder "
                           "or download it once with `huggingface-cli download ID --local-dir DIR`") from None
-    from labeling.vlm import VLMFormatError, prompt_text
+    from aig.labeling.vlm import VLMFormatError, prompt_text
 
     try:
         prompt_text(processor, "")
@@ -176,7 +176,7 @@ def run_semantic(cfg: SemanticConfig, rank: int = 0, world: int = 1, local_rank:
     if cfg.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.config.use_cache = False
-    from labeling.vlm import VLMFormatError, default_lora_targets
+    from aig.labeling.vlm import VLMFormatError, default_lora_targets
 
     try:
         targets = cfg.lora_targets or default_lora_targets(base)
@@ -272,7 +272,7 @@ def run_semantic(cfg: SemanticConfig, rank: int = 0, world: int = 1, local_rank:
             "dataset": {"root": str(root.resolve()), "run_ids": run_ids(root, "semantic-sft"),
                         "train_shards": [str(Path(s).relative_to(root)) for s in shards]},
             "skipped_records": skipped + skips.total, "val": metrics, "versions": _versions(),
-            "scramble": "each record's own recipe (labeling.scramble.scramble)", "loss": "answer tokens only"}
+            "scramble": "each record's own recipe (aig.labeling.scramble.scramble)", "loss": "answer tokens only"}
     from .metrics import finite
 
     info = finite(info)

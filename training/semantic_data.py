@@ -24,7 +24,7 @@ def read_records(shards: list[str], skips) -> list[Record]:
     """Every readable record of the shards, in file order; unreadable ones are counted in `skips`."""
     from webdataset.tariterators import tarfile_samples
 
-    from pipeline.shards import image_member
+    from aig.pipeline.shards import image_member
 
     out = []
     for s in tarfile_samples(({"url": u} for u in sorted(shards)), handler=skips):
@@ -63,7 +63,7 @@ def rank_indices(n: int, seed: int, rank: int, world: int, start: int, count: in
 def scrambled_image(rec: Record):
     from PIL import Image
 
-    from labeling.scramble import scramble
+    from aig.labeling.scramble import scramble
 
     im = Image.open(io.BytesIO(rec.image))
     im.load()
@@ -71,7 +71,7 @@ def scrambled_image(rec: Record):
 
 
 def _texts(processor, messages: list) -> tuple[str, str]:
-    from labeling.vlm import render
+    from aig.labeling.vlm import render
 
     full = render(processor, messages, add_generation_prompt=False)
     prompt = render(processor, messages[:-1], add_generation_prompt=True)
@@ -86,7 +86,7 @@ def encode(processor, img, prompt: str, answer: str) -> dict:
     their own exactly as generation would continue after the prompt; `labels` = -100 on the prompt."""
     import torch
 
-    from labeling.vlm import answer_token_type, encode_batch
+    from aig.labeling.vlm import answer_token_type, encode_batch
 
     enc = encode_batch(processor, [img], [prompt])
     ans = torch.tensor(processor.tokenizer(answer, add_special_tokens=False)["input_ids"], dtype=torch.long)

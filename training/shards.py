@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from manifests.errors import AigError
+from aig.manifests.errors import AigError
 
 
 class DataError(AigError, ValueError):
@@ -12,7 +12,7 @@ class DataError(AigError, ValueError):
 
 
 def _rows(root: Path, query: str) -> list[tuple]:
-    from manifests.catalog import CatalogError, run_query
+    from aig.manifests.catalog import CatalogError, run_query
 
     try:
         con, rel = run_query(root, query)
@@ -27,7 +27,7 @@ def _rows(root: Path, query: str) -> list[tuple]:
 def split_shards(root: Path, task: str, split: str) -> list[str]:
     """Absolute paths of the tars holding `task` samples of `split` (sorted; from the catalog only)."""
     rows = _rows(root, f"select distinct shard from samples where task = '{task}' and split = '{split}' order by 1")
-    from pipeline.shards import missing_shard
+    from aig.pipeline.shards import missing_shard
 
     missing = missing_shard(root, [r[0] for r in rows])
     if missing:
