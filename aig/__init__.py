@@ -12,7 +12,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aig.manifests.errors import AigError
+
+# A source checkout keeps the folders beside aig/ (the installed wheel has them inside): let them be found as
+# aig.<folder> when this package is imported from the repository itself (cwd or PYTHONPATH).
+def _beside_checkout() -> None:
+    from pathlib import Path as _Path
+
+    here = _Path(__file__).resolve().parent
+    if not (here / "pipeline").is_dir() and (here.parent / "pipeline" / "__init__.py").is_file():
+        __path__.append(str(here.parent))
+
+
+_beside_checkout()
+
+from aig.manifests.errors import AigError  # noqa: E402  (after the checkout's folders are findable)
 
 __all__ = ["AigError", "build_data", "evaluate", "label_semantic", "open_dataset", "train"]
 
@@ -89,15 +102,3 @@ def open_dataset(path: str | Path):
 
     return connect_readonly(local_view(str(path)))
 
-
-# A source checkout keeps the folders beside aig/ (the installed wheel has them inside): let them be found as
-# aig.<folder> when this package is imported from the repository itself (cwd or PYTHONPATH).
-def _beside_checkout() -> None:
-    from pathlib import Path as _Path
-
-    here = _Path(__file__).resolve().parent
-    if not (here / "pipeline").is_dir() and (here.parent / "pipeline" / "__init__.py").is_file():
-        __path__.append(str(here.parent))
-
-
-_beside_checkout()

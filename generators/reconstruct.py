@@ -161,7 +161,7 @@ class ReconstructWorker:
     @staticmethod
     def _problems(x, y) -> list:
         """output_problem of each reconstruction y (N,3,H,W in [-1, 1]) against its input x."""
-        hwc = lambda t: ((t + 1) / 2).permute(0, 2, 3, 1).numpy()  # noqa: E731
+        hwc = lambda t: ((t.float().cpu() + 1) / 2).permute(0, 2, 3, 1).numpy()  # noqa: E731
         return [output_problem(b, a) for a, b in zip(hwc(x), hwc(y))]
 
     def _pair_id(self, row: dict) -> str:
