@@ -77,7 +77,7 @@ def test_unknown_input_gives_clear_error(tmp_path):
     proc = run_aig("build-data", "-o", tmp_path / "ds", "--input-dir", tmp_path / "nope", check=False)
     assert proc.returncode == 2 and "input folder" in proc.stderr and "does not exist" in proc.stderr
     proc = run_aig("build-data", "-o", tmp_path / "ds", "--policy", "stretch", check=False)
-    assert proc.returncode == 2 and "Invalid value for '--policy'" in proc.stderr and "'stretch' is not one of 'cap'" in proc.stderr
+    assert proc.returncode == 2 and "Invalid value for '--policy'" in proc.stderr and "'stretch' is not one of 'native'" in proc.stderr
 
 
 def _outcomes(out) -> dict[str, str]:
