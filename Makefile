@@ -46,7 +46,7 @@ demo: $(STAMP)
 test: $(STAMP) chromium
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
-# Tests marked slow (cluster, object storage on Ray, fault injection, Ray Train; pytest exit 5 "no tests" is not a failure).
+# Tests marked slow (cluster, object storage, kill -9 resume of the model stages, labeling and training, labeling on Ray, fault injection, Ray Train; pytest exit 5 "no tests" is not a failure).
 test-slow: $(STAMP) chromium
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow; rc=$$?; [ $$rc -eq 5 ] || exit $$rc
 

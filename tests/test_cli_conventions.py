@@ -45,7 +45,7 @@ def test_help_shows_choices_and_defaults_without_stray_spaces():
         if name:
             assert "-c, --config" in text, name
     help_of = {n: invoke(n, "--help").output for n in ("build-data", "sql", "train", "info")}
-    assert "--policy <cap|center-crop|native>" in help_of["build-data"] and "[default: (512)]" in help_of["build-data"]
+    assert "--policy <native|cap|center-crop>" in help_of["build-data"] and "[default: (native)]" in help_of["build-data"]
     assert "<table|csv|json|parquet>" in help_of["sql"] and "[default: table]" in help_of["sql"]
     assert "--branch <pixel|semantic>" in help_of["train"]
     assert "-d, --dataset" in help_of["info"] and "[DATASET]" in help_of["info"]
@@ -56,7 +56,7 @@ def test_version_and_completion():
 
     assert invoke("--version").output == f"aig {version('aig')}\n"
     env = {"_AIG_COMPLETE": "complete_bash", "COMP_WORDS": "aig build-data --policy ", "COMP_CWORD": "3"}
-    assert invoke(env=env).output.split() == ["cap", "center-crop", "native"]
+    assert invoke(env=env).output.split() == ["native", "cap", "center-crop"]
     assert "--install-completion" in invoke("--help").output
 
 

@@ -10,10 +10,15 @@ import pytest
 from conftest import run_aig, sql_rows, tar_digests
 
 
+# Every default but the native policy's maximum side (2048): at 512 the photos are centre-cropped, never resized,
+# and the tiny autoencoder's tiled reconstruction costs a quarter (`make demo` builds the full default).
+SIZE = ("--size", "512")
+
+
 @pytest.fixture(scope="module")
 def default_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("default") / "ds"
-    proc = run_aig("build-data", "-o", out)
+    proc = run_aig("build-data", "-o", out, *SIZE)
     return out, proc
 
 
@@ -36,8 +41,9 @@ def test_every_sample_has_provenance_and_caption(default_dataset):
     assert len({r["key"] for r in rows}) == 12
     for r in rows:
         assert "." not in r["key"] and r["caption"] and r["input_path"].startswith("embedded:")
-        assert r["canonical"] == "native:2048"
-        assert (r["width"], r["height"]) == (r["source_width"], r["source_height"])  # native: no photo is resized
+        assert r["canonical"] == "native:512"
+        # native: each side is the source's, or centre-cropped to 512; nothing is resized
+        assert (r["width"], r["height"]) == (min(r["source_width"], 512), min(r["source_height"], 512))
     runs = sql_rows(out, "select * from runs")
     assert len(runs) == 1 and runs[0]["status"] == "complete"
     config = json.loads(runs[0]["config"])
@@ -100,7 +106,7 @@ def test_index_gives_random_access(default_dataset):
 def test_rebuild_is_byte_identical_with_local_executor(default_dataset, tmp_path):
     out, _ = default_dataset
     other = tmp_path / "again"
-    run_aig("build-data", "-o", other, "--executor", "local", "--stages", "ingest")
+    run_aig("build-data", "-o", other, "--executor", "local", "--stages", "ingest", *SIZE)
     real = {k: v for k, v in tar_digests(out).items() if k.startswith("shards/real/")}
     assert tar_digests(other) == real and real
 
@@ -108,6 +114,6 @@ def test_rebuild_is_byte_identical_with_local_executor(default_dataset, tmp_path
 def test_second_run_appends_nothing_new(default_dataset):
     out, _ = default_dataset
     before = tar_digests(out)
-    proc = run_aig("build-data", "-o", out, "--executor", "local")
+    proc = run_aig("build-data", "-o", out, "--executor", "local", *SIZE)
     assert "ingest: 0 inputs -> 0 samples" in proc.stdout and "reconstruct" not in proc.stdout
     assert tar_digests(out) == before

@@ -126,6 +126,7 @@ def test_text_to_image_fakes_take_their_source_aspect(built):
     assert [(r["width"], r["height"]) for r in rows if not r["rw"]] == [(32, 32)] * 2  # prompts: no source image
 
 
+@pytest.mark.slow
 def test_regenerate_is_exact(built):
     out, _ = built
     for kind in ("autoencoder", "text-to-image", "inpaint"):
@@ -184,6 +185,7 @@ def test_oom_batches_are_split_and_recorded(models, tmp_path, monkeypatch):
     assert sorted(r["s"] for r in splits) == [2, 2, 2, 2]
 
 
+@pytest.mark.slow
 def test_resume_mid_generation(models, tmp_path):
     from conftest import start_and_kill
 

@@ -18,6 +18,9 @@ import pytest
 from conftest import AIG, aig_env, run_aig, sql_rows, tar_digests
 from ray_cluster import free_port
 
+# Object storage (a moto S3 server, s3fs) is exercised by `make test-slow`; the fast suite keeps the local paths.
+pytestmark = pytest.mark.slow
+
 PHOTOS = Path(__file__).resolve().parent.parent / "pipeline" / "assets" / "photos"
 BUCKET = "aig-test"
 

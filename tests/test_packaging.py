@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif("package-dir" not in (ROOT / "pyproject.toml").read_text(),
-                                reason="the folders are not mapped under aig yet (run scripts/namespace.py)")
 
 
 @pytest.fixture(scope="module")

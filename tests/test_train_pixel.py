@@ -142,6 +142,7 @@ def test_train_cli_exports_a_detector_skipping_a_corrupt_member_never_reading_te
     assert val["auroc"] == cfg["val"]["auroc"] and val["balanced_accuracy"] == cfg["val"]["balanced_accuracy"]
 
 
+@pytest.mark.slow
 def test_resume_after_kill_equals_uninterrupted_run(pixel_dataset, tmp_path):
     from safetensors.torch import load_file
 
