@@ -10,9 +10,9 @@ import pytest
 from conftest import run_aig, sql_rows, tar_digests
 
 
-# Every default but the native policy's maximum side (2048): at 512 the photos are centre-cropped, never resized,
-# and the tiny autoencoder's tiled reconstruction costs a quarter (`make demo` builds the full default).
-SIZE = ("--size", "512")
+# Every default but the native policy's maximum side (2048): at 256 the photos are centre-cropped, never resized,
+# and the tiny autoencoder's tiled reconstruction costs a fraction (`make demo` builds the full default).
+SIZE = ("--size", "256")
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +41,9 @@ def test_every_sample_has_provenance_and_caption(default_dataset):
     assert len({r["key"] for r in rows}) == 12
     for r in rows:
         assert "." not in r["key"] and r["caption"] and r["input_path"].startswith("embedded:")
-        assert r["canonical"] == "native:512"
-        # native: each side is the source's, or centre-cropped to 512; nothing is resized
-        assert (r["width"], r["height"]) == (min(r["source_width"], 512), min(r["source_height"], 512))
+        assert r["canonical"] == "native:256"
+        # native: each side is the source's, or centre-cropped to 256; nothing is resized
+        assert (r["width"], r["height"]) == (min(r["source_width"], 256), min(r["source_height"], 256))
     runs = sql_rows(out, "select * from runs")
     assert len(runs) == 1 and runs[0]["status"] == "complete"
     config = json.loads(runs[0]["config"])

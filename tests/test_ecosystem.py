@@ -27,7 +27,7 @@ for name in names:  # every group loads: one type per JSON field across all its 
         for r in d:
             j = r["json"]
             assert j["split"] == split and j["cls"] == {"real": 0, "fake": 1}[j["label"]]
-            assert r["png"].size == (j["width"], j["height"]), (name, r["__key__"])
+            assert (r.get("png") or r.get("jpg")).size == (j["width"], j["height"]), (name, r["__key__"])
             if name.startswith("pixel-"):
                 assert j["provenance"]["pair_id"] == j["pair_id"]
                 assert (j["provenance"]["seed"] is not None) == (j["label"] == "fake")

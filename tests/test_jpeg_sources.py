@@ -31,7 +31,7 @@ def test_audit_sees_the_jpeg_grid_that_png_pairs_keep_only_in_reals(jpeg_dataset
     assert len(pixel_rows) == 2 and all("| JPEG " in line and "| 90–90 | 90–90 |" in line for line in pixel_rows)
     proc = run_aig("audit", jpeg_datasets["png"], "--strict", check=False)
     assert proc.returncode == 1, proc.stdout
-    assert "SHORTCUT: pixel: 'jpeg_trace' alone predicts the label (AUROC 1.000" in proc.stdout
+    assert "SHORTCUT: pixel: 'jpeg_trace' alone predicts the label" in proc.stdout
     assert "| pixel | format | 0.500 | ok |" in proc.stdout  # both PNG: the container alone cannot see it
 
 

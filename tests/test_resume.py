@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tarfile
 
+import pytest
+
 from conftest import run_aig, sql_rows, start_and_kill, tar_digests
 from corpus import make_images
 
@@ -14,6 +16,7 @@ def _manifest(out):
     return samples, failures
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_equals_clean_run(tmp_path):
     folder = tmp_path / "in"
     make_images(folder, 72, size=(320, 320))
