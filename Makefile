@@ -55,6 +55,7 @@ test-slow: $(STAMP) chromium
 BENCHMARKS := ingest reconstruct generate label train sql scaling
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	@for b in $(BENCHMARKS); do \
 	  if [ -f benchmarks/$$b.py ]; then echo "== benchmarks/$$b.py"; \
 	    HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/$$b.py --write-results || exit 1; \

@@ -146,6 +146,7 @@ def test_bad_model_id_fails_fast_and_builds_nothing(tmp_path, models):
     assert not (tmp_path / "ds" / "manifest").exists()
 
 
+@pytest.mark.slow  # auto pairs from JPEG sources: tests/test_jpeg_sources.py
 def test_jpeg_matched_pairs(models, tmp_path):
     out = tmp_path / "ds"
     run_aig("build-data", "-o", out, "--input-list", make_inputs(tmp_path, n=1), "--size", 64, "--executor", "local",
