@@ -27,7 +27,7 @@ _beside_checkout()
 
 from aig.manifests.errors import AigError  # noqa: E402  (after the checkout's folders are findable)
 
-__all__ = ["AigError", "build_data", "evaluate", "label_semantic", "open_dataset", "train"]
+__all__ = ["AigError", "audit", "build_data", "evaluate", "label_semantic", "open_dataset", "predict", "train"]
 
 
 def build_data(config=None, *, overrides: dict | None = None, overwrite: bool = False):
@@ -48,28 +48,24 @@ def build_data(config=None, *, overrides: dict | None = None, overwrite: bool = 
     return build(cfg, command="aig.build_data", overwrite=overwrite)
 
 
-def label_semantic(dataset: str | Path, model: str, **options) -> None:
-    """`aig label-semantic`: options are the command's, with underscores (backend='openai', limit=10, ...);
-    progress and the summary go to stderr/stdout as with the command."""
-    import inspect
+def label_semantic(dataset: str | Path, model: str, **options):
+    """`aig label-semantic`: options are LabelOptions' (the command's, with underscores: backend='openai',
+    limit=10, ...); progress goes to stderr. Returns the LabelOutcome (`.report`: run id, counts); a run that
+    the command would end with exit 1 raises LabelingFailed (its `.outcome` holds the counts)."""
+    from aig.labeling.command import LabelingFailed, LabelOptions, run
 
-    from aig.labeling.cli import run_label_semantic
-
-    from .cli import label_semantic as command
-
-    values = {n: p.default for n, p in inspect.signature(command).parameters.items()}
-    unknown = sorted(set(options) - set(values))
-    if unknown:
-        raise TypeError(f"label_semantic() got unknown option(s): {', '.join(unknown)}")
-
-    def fail(msg: str, code: int = 2):
-        raise LabelingFailed(msg)
-
-    run_label_semantic(fail, {**values, **options, "dataset": Path(dataset), "model": model}, "aig.label_semantic")
+    outcome = run(LabelOptions(dataset=Path(dataset), model=model, **options), command="aig.label_semantic")
+    if outcome.problem:
+        raise LabelingFailed(outcome.problem, outcome)
+    return outcome
 
 
-class LabelingFailed(AigError):
-    """A labeling run was refused or ended with too many failed candidates."""
+def __getattr__(name: str):
+    if name == "LabelingFailed":  # kept importable from here; defined beside the labeling run
+        from aig.labeling.command import LabelingFailed
+
+        return LabelingFailed
+    raise AttributeError(f"module 'aig' has no attribute {name!r}")
 
 
 def train(branch: str, **options) -> dict:
@@ -82,16 +78,30 @@ def train(branch: str, **options) -> dict:
     return run_branch(branch, options)
 
 
-def evaluate(dataset: str | Path, *, split: str | None = "test", benchmarks: list[str] = (), pixel: str | None = None,
-             semantic_model: str | None = None, semantic_adapter: str | None = None, tau: str = "0.5",
-             fusion: str = "or", weight: float = 0.5, perturbations: list[str] = ("none",), **kw):
-    """`aig evaluate`: scores the split and/or benchmarks, writes the eval tables; returns the EvalReport."""
-    from aig.evaluation.evaluate import EvalOptions, parse_tau, run_evaluation
+def evaluate(dataset: str | Path, *, tau: str | float = "0.5", command: str = "aig.evaluate", log=print, **options):
+    """`aig evaluate`: options are EvalOptions' (split='test' or None, benchmarks=[...], pixel=CHECKPOINT,
+    semantic_model=..., semantic_adapter=..., fusion, weight, perturbations=['none', 'jpeg75'], batch_size, ...);
+    tau is a number or 'calibrated'. Scores, writes the eval tables; returns the EvalReport."""
+    from aig.evaluation.evaluate import EvalOptions, parse_tau, run
 
-    opts = EvalOptions(tau=parse_tau(tau), fusion=fusion, weight=weight, perturbations=list(perturbations))
-    return run_evaluation(Path(dataset), split=split, benchmarks=list(benchmarks), pixel_path=pixel,
-                          semantic_model=semantic_model, semantic_adapter=semantic_adapter, opts=opts,
-                          command="aig.evaluate", **kw)
+    lists = {k: list(v) for k, v in options.items() if k in ("benchmarks", "perturbations")}
+    return run(EvalOptions(dataset=Path(dataset), tau=parse_tau(tau), **{**options, **lists}), command=command, log=log)
+
+
+def predict(paths: list[str | Path], *, tau: str | float = "0.5", **options):
+    """`aig predict`: options are PredictOptions' (pixel=CHECKPOINT, semantic_model=..., fusion, ...); returns the
+    PredictReport (`.results`: one dict per image)."""
+    from aig.evaluation.evaluate import parse_tau
+    from aig.evaluation.predict import PredictOptions, run
+
+    return run(PredictOptions(paths=[Path(p) for p in paths], tau=parse_tau(tau), **options))
+
+
+def audit(dataset: str | Path, threshold: float = 0.6):
+    """`aig audit`: the shortcut audit; returns the AuditResult (`.shortcuts`, `.degenerate`, `.unreadable`)."""
+    from aig.evaluation.audit import AuditOptions, run
+
+    return run(AuditOptions(dataset=Path(dataset), threshold=threshold))
 
 
 def open_dataset(path: str | Path):

@@ -274,7 +274,7 @@ def regenerate(
         raise typer.Exit(1)
 
 
-# --- evaluation: bodies in evaluation/cli.py ------------------------------------------------------
+# --- evaluation: each command builds its options, calls the library's run(options) and prints the report ---
 PixelOpt = Annotated[Optional[str], typer.Option("--pixel", help="Pixel-branch checkpoint (aig train --branch pixel).")]
 SemModelOpt = Annotated[Optional[str], typer.Option("--semantic-model", help="Semantic-branch VLM: hub id or path (base model).")]
 SemAdapterOpt = Annotated[Optional[str], typer.Option("--semantic-adapter", help="LoRA adapter folder for the VLM (aig train --branch semantic).")]
@@ -299,10 +299,22 @@ def evaluate(
     threads: ThreadsOpt = None, constrained: ConstrainedOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Score a dataset's test split and/or benchmarks: each branch, fused; tables, plots, Parquet in the catalog."""
-    from aig.evaluation.cli import evaluate as run
+    from aig.evaluation.evaluate import EvalOptions, parse_tau, perturbations, run
+    from aig.pipeline.redact import command_line
 
-    run(dataset, split, benchmark or [], pixel, semantic_model, semantic_adapter, tau, fusion, weight, sweep,
-        perturb or [], batch_size, max_new_tokens, threads, constrained)
+    options = EvalOptions(dataset=dataset, split=None if split == "none" else split, benchmarks=benchmark or [],
+                          pixel=pixel, semantic_model=semantic_model, semantic_adapter=semantic_adapter,
+                          tau=parse_tau(tau), fusion=fusion, weight=weight, perturbations=perturbations(sweep, perturb or []),
+                          batch_size=batch_size, max_new_tokens=max_new_tokens, threads=threads, constrained=constrained)
+    report = run(options, command=command_line(), log=lambda m: typer.echo(m, err=True))
+    _echo_lines(report.lines())
+    if report.unreadable:
+        typer.echo(f"warning: {len(report.unreadable)} unreadable image(s) excluded from the metrics (listed above)", err=True)
+
+
+def _echo_lines(lines: list[str]) -> None:
+    for line in lines:
+        typer.echo(line)
 
 
 @app.command()
@@ -315,9 +327,15 @@ def predict(
     threads: ThreadsOpt = None, constrained: ConstrainedOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Per image: verdict, both branch scores, which branch fired, the VLM's named inconsistencies."""
-    from aig.evaluation.cli import predict as run
+    from aig.evaluation.evaluate import parse_tau
+    from aig.evaluation.predict import PredictOptions, run
 
-    run(paths, pixel, semantic_model, semantic_adapter, tau, fusion, weight, json_out, max_new_tokens, threads, constrained)
+    report = run(PredictOptions(paths=paths, pixel=pixel, semantic_model=semantic_model, semantic_adapter=semantic_adapter,
+                                tau=parse_tau(tau), fusion=fusion, weight=weight, max_new_tokens=max_new_tokens,
+                                threads=threads, constrained=constrained))
+    _echo_lines([report.to_json()] if json_out else report.lines())
+    if report.unreadable:
+        fail(f"{report.unreadable} of {len(report.results)} image(s) could not be read", code=1)
 
 
 @app.command()
@@ -329,9 +347,15 @@ def audit(
     config: ConfigOpt = None,
 ) -> None:
     """Shortcut audit: format, JPEG quality, size, aspect, EXIF, file size, mode per split and class."""
-    from aig.evaluation.cli import audit as run
+    from aig.evaluation.audit import AuditOptions, run
 
-    run(Path(pick_dataset(dataset_pos, str(dataset))), threshold, strict, json_out)
+    dataset = Path(pick_dataset(dataset_pos, str(dataset)))
+    result = run(AuditOptions(dataset=dataset, threshold=threshold))
+    _echo_lines([result.to_json()] if json_out else result.lines())
+    if result.unreadable:
+        fail(f"{len(result.unreadable)} sample(s) could not be read: run `aig verify {dataset}`", code=1)
+    if strict and result.flagged:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -343,9 +367,10 @@ def report(
     config: ConfigOpt = None,
 ) -> None:
     """One static HTML page: counts, provenance, pair gallery, semantic fakes, audit, evaluation."""
-    from aig.evaluation.cli import report as run
+    from aig.evaluation.report import ReportOptions, run
 
-    run(Path(pick_dataset(dataset_pos, str(dataset))), output, pairs, threshold)
+    _echo_lines(run(ReportOptions(dataset=Path(pick_dataset(dataset_pos, str(dataset))), output=output, pairs=pairs,
+                                  threshold=threshold)).lines())
 
 
 @app.command("label-semantic")
@@ -385,11 +410,21 @@ def label_semantic(
     config: ConfigOpt = None,
 ) -> None:
     """Annotate semantic inconsistencies with a VLM; apply the purity rules; write labels and semantic-sft shards."""
-    from aig.labeling.cli import run_label_semantic
-
+    from aig.labeling.command import LabelOptions, run
     from aig.pipeline.redact import command_line
 
-    run_label_semantic(fail, locals(), command_line())
+    options = LabelOptions(
+        dataset=dataset, model=model, backend=backend, revision=revision, base_url=base_url, api_key=api_key,
+        concurrency=concurrency, timeout=timeout, http_retries=http_retries, max_response_bytes=max_response_bytes,
+        max_failed_fraction=max_failed_fraction, caption=caption, prompt_version=prompt_version, prompt_file=prompt_file,
+        min_confidence=min_confidence, min_inconsistencies=min_inconsistencies, quarantine_reals=quarantine_reals,
+        max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, constrained=constrained,
+        max_attempts=max_attempts, batch_size=batch_size, chunk_size=chunk_size, splits=splits, where=where, limit=limit,
+        dtype=dtype, executor=executor, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker)
+    outcome = run(options, command=command_line())
+    _echo_lines(outcome.lines())
+    if outcome.problem:
+        fail(outcome.problem, code=1)
 
 
 from aig.training.command import train as _train  # noqa: E402  (typer options only; training imports lazily)

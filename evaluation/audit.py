@@ -12,8 +12,12 @@ JPEG grid while their reconstructions lose it are a shortcut even when both are 
 from __future__ import annotations
 
 import io
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from aig.manifests.errors import AigError
 
 NUMERIC = ("jpeg_quality", "input_quality", "width", "height", "aspect", "blockiness", "file_size")
 CATEGORICAL = ("format", "mode", "exif", "square", "jpeg_trace")
@@ -22,6 +26,20 @@ CONTENT_DEPENDENT = {"file_size": "content-dependent (smoother images compress s
 # Median reconstruction PSNR (dB) below which a pixel-pair generator is degenerate: real autoencoders
 # reconstruct photos at 25-35 dB; a flat grey or black output scores about 5-12 dB.
 PSNR_FLOOR = 15.0
+
+
+class AuditError(AigError, ValueError):
+    """The audit cannot run as asked; the message says why."""
+
+
+@dataclass(kw_only=True)
+class AuditOptions:
+    dataset: Path
+    threshold: float = 0.6  # flag an attribute whose one-feature AUROC exceeds this
+
+    def check(self) -> None:
+        if not 0.5 <= self.threshold < 1.0:
+            raise AuditError(f"--threshold {self.threshold} must be in [0.5, 1)")
 
 
 @dataclass
@@ -44,6 +62,23 @@ class AuditResult:
     @property
     def shortcuts(self) -> list[Finding]:
         return [f for f in self.scores if f.shortcut]
+
+    @property
+    def flagged(self) -> bool:
+        """A shortcut or a degenerate generator was found (`--strict` fails on it)."""
+        return bool(self.shortcuts or self.degenerate)
+
+    def to_json(self) -> str:
+        return json.dumps({"threshold": self.threshold, "summary": self.summary, "scores": [asdict(f) for f in self.scores],
+                           "shortcuts": [asdict(f) for f in self.shortcuts], "unreadable": self.unreadable,
+                           "degenerate": self.degenerate}, indent=1)
+
+    def lines(self) -> list[str]:
+        out = [to_markdown(self), *(f"unreadable: {u}" for u in self.unreadable)]
+        if not self.shortcuts:
+            return out + [f"\nno shortcut: no attribute alone predicts the label above AUROC {self.threshold}"]
+        return out + [""] + [f"SHORTCUT: {f.task}: '{f.attribute}' alone predicts the label (AUROC {f.auroc:.3f} > "
+                             f"{self.threshold})" for f in self.shortcuts]
 
 
 def image_features(data: bytes) -> dict:
@@ -180,6 +215,12 @@ def audit_dataset(root, threshold: float = 0.6) -> AuditResult:
     result.unreadable = unreadable
     result.degenerate = degenerate_generators(samples)
     return result
+
+
+def run(options: AuditOptions) -> AuditResult:
+    """`aig audit`: the shortcut audit of a dataset's samples."""
+    options.check()
+    return audit_dataset(Path(options.dataset), options.threshold)
 
 
 def to_markdown(result: AuditResult) -> str:

@@ -13,14 +13,13 @@ IMAGE_TASKS = ("both", "pixel", "semantic")
 
 def sample_rows(root: Path, split: str | None = None) -> list[dict]:
     """Image samples with the input's JPEG quality inherited by pair members (they share the source)."""
-    tasks = ", ".join(f"'{t}'" for t in IMAGE_TASKS)
-    where = f"s.task in ({tasks})" + (f" and s.split = '{split}'" if split else "")
+    where = "list_contains(?, s.task)" + (" and s.split = ?" if split else "")
     return query_rows(root, f"""
         select s.*, case when s.pair_id is not null then coalesce(s.source_quality, src.source_quality)
                          else s.source_quality end as input_quality
         from samples s left join (select key, source_quality from samples where stage = 'ingest') src
              on src.key = s.source_id
-        where {where} order by s.key""")
+        where {where} order by s.key""", [list(IMAGE_TASKS)] + ([split] if split else []))
 
 
 def open_rgb(data: bytes):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +45,18 @@ def parse_tau(text: str) -> float | None:
         raise EvalError(f"--tau {text!r} is neither a number nor 'calibrated'") from None
 
 
-@dataclass
-class EvalOptions:
+@dataclass(kw_only=True)
+class DetectorOptions:
+    """The branches and their fusion: what `aig evaluate` and `aig predict` share."""
+    pixel: str | None = None  # pixel checkpoint
+    semantic_model: str | None = None  # VLM hub id or path
+    semantic_adapter: str | None = None  # LoRA adapter folder
     tau: float | None = 0.5  # None: the pixel checkpoint's calibrated threshold
     fusion: str = "or"
     weight: float = 0.5
-    perturbations: list[str] = field(default_factory=lambda: ["none"])
+    max_new_tokens: int = 256
+    threads: int | None = None
+    constrained: bool = False
 
     def check(self) -> None:
         if self.fusion not in FUSIONS:
@@ -59,11 +65,35 @@ class EvalOptions:
             raise EvalError(f"--tau {self.tau} must be in [0, 1)")
         if not 0.0 <= self.weight <= 1.0:
             raise EvalError(f"--weight {self.weight} must be in [0, 1]")
+
+    @property
+    def has_semantic(self) -> bool:
+        return bool(self.semantic_model or self.semantic_adapter)
+
+
+@dataclass(kw_only=True)
+class EvalOptions(DetectorOptions):
+    """`aig evaluate`: a dataset split (None: benchmarks only) and/or benchmarks, under perturbations."""
+    dataset: Path
+    split: str | None = "test"
+    benchmarks: list[str] = field(default_factory=list)
+    perturbations: list[str] = field(default_factory=lambda: ["none"])
+    batch_size: int = 16
+
+    def check(self) -> None:
+        super().check()
         for p in self.perturbations:
             try:
                 check_perturbation(p)
             except ValueError as e:
                 raise EvalError(str(e)) from None
+
+
+def perturbations(sweep: bool, extra: list[str]) -> list[str]:
+    """'none' first, then the sweep's (when asked) and the extra ones, each once."""
+    from .robustness import SWEEP
+
+    return list(dict.fromkeys(["none"] + (list(SWEEP) if sweep else []) + list(extra)))
 
 
 SUBSET_OF_TASK = {"pixel": "pixel", "semantic": "semantic", "both": "semantic"}
@@ -113,7 +143,7 @@ def load_image(root: Path | None, it: EvalItem):
 
 
 def score_batch(items: list[EvalItem], images: list, statuses: list[str | None], perturbation: str,
-                pixel, semantic, opts: EvalOptions) -> list[dict]:
+                pixel, semantic, opts: DetectorOptions) -> list[dict]:
     """Score rows for one batch under one perturbation (unreadable images get a row with their status)."""
     from .robustness import apply
 
@@ -139,7 +169,7 @@ def score_batch(items: list[EvalItem], images: list, statuses: list[str | None],
     return rows
 
 
-def fuse_row(pixel_prob: float | None, vlm_fake: bool | None, opts: EvalOptions, vlm_prob: float | None = None) -> dict:
+def fuse_row(pixel_prob: float | None, vlm_fake: bool | None, opts: DetectorOptions, vlm_prob: float | None = None) -> dict:
     """Fused verdict of one image; OR uses the VLM's verdict, mean fusion its verdict-word probability."""
     if pixel_prob is None and vlm_fake is None:
         return {}
@@ -209,6 +239,14 @@ class EvalReport:
     unlabelled: list[str]
     markdown: str
     plots: list[Path]
+    dataset: Path | None = None
+
+    def lines(self) -> list[str]:
+        """The command's summary: the Markdown tables, then where the outputs are."""
+        return [self.markdown, f"evaluation {self.eval_id}: {len(self.scores)} scores, {len(self.results)} result rows",
+                f"  tables: {self.folder / 'results.md'}", *(f"  plot: {p}" for p in self.plots),
+                f"  query: aig sql -d {self.dataset} \"select * from eval_results where eval_id = '{self.eval_id}' "
+                "and group_kind = 'all'\""]
 
 
 def next_eval_id(root: Path) -> str:
@@ -217,16 +255,28 @@ def next_eval_id(root: Path) -> str:
     return f"eval-{n + 1:04d}"
 
 
-def run_evaluation(root: Path, *, split: str | None, benchmarks: list[str], pixel_path: str | None,
-                   semantic_model: str | None, semantic_adapter: str | None, opts: EvalOptions,
-                   command: str = "", batch_size: int = 16, max_new_tokens: int = 256, threads: int | None = None,
-                   constrained: bool = False, log=print) -> EvalReport:
-    from .branches import PixelBranch, SemanticBranch, set_threads
+def load_branches(options: DetectorOptions, batch_size: int = 16):
+    """(pixel branch or None, semantic branch or None, the options with tau resolved), threads set."""
+    from dataclasses import replace
 
-    opts.check()
-    if not (pixel_path or semantic_model or semantic_adapter):
+    from .branches import PixelBranch, SemanticBranch
+
+    pixel = PixelBranch(options.pixel, batch_size) if options.pixel else None
+    resolved = replace(options, tau=resolved_tau(options.tau, pixel))
+    semantic = (SemanticBranch(options.semantic_model, options.semantic_adapter, max(1, batch_size // 4),
+                               options.max_new_tokens, options.constrained) if options.has_semantic else None)
+    return pixel, semantic, resolved
+
+
+def run(options: EvalOptions, *, command: str = "aig.evaluate", log=print) -> EvalReport:
+    """`aig evaluate`: score, fuse, measure; write the eval tables, results.md and plots under the dataset."""
+    from .branches import set_threads
+
+    options.check()
+    if not (options.pixel or options.has_semantic):
         raise EvalError("nothing to evaluate: pass --pixel CHECKPOINT and/or --semantic-model MODEL "
                         "(with --semantic-adapter DIR for a trained LoRA)")
+    split, benchmarks, root = options.split, list(options.benchmarks), Path(options.dataset)
     if not split and not benchmarks:
         raise EvalError("no images: evaluate a dataset split (--split test) and/or --benchmark FOLDER_OR_LIST")
     items, unlabelled = benchmark_items(benchmarks)
@@ -238,13 +288,10 @@ def run_evaluation(root: Path, *, split: str | None, benchmarks: list[str], pixe
         except CatalogError as e:
             raise EvalError(f"{e} (or pass --split none with --benchmark to evaluate folders only)") from None
     t0 = time.time()
-    threads = set_threads(threads)
-    pixel = PixelBranch(pixel_path, batch_size) if pixel_path else None
-    resolve_tau(opts, pixel)
+    threads = set_threads(options.threads)
+    pixel, semantic, opts = load_branches(options, options.batch_size)
     if pixel is not None and pixel.threshold is not None and abs(pixel.threshold - opts.tau) > 1e-9:
         log(f"note: tau = {opts.tau}; the checkpoint's calibrated threshold is {pixel.threshold:.3f} (--tau calibrated)")
-    semantic = (SemanticBranch(semantic_model, semantic_adapter, max(1, batch_size // 4), max_new_tokens, constrained)
-                if (semantic_model or semantic_adapter) else None)
     detectors = [d for d, on in (("pixel", pixel), ("semantic", semantic), ("fused", pixel and semantic)) if on]
     score_rows, unreadable = [], []
     for start in range(0, len(items), BATCH_IMAGES):
@@ -267,19 +314,23 @@ def run_evaluation(root: Path, *, split: str | None, benchmarks: list[str], pixe
     markdown = markdown_report(results, detectors, unreadable, unlabelled, opts)
     plots = write_plots(folder, score_rows, detectors)
     (folder / "results.md").write_text(markdown)
-    run = {"eval_id": eval_id, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
-           "config": json.dumps({**asdict(opts), "split": split, "benchmarks": benchmarks, "detectors": detectors,
-                                 "batch_size": batch_size, "max_new_tokens": max_new_tokens, "threads": threads, "constrained": constrained,
-                                 "pixel_config": getattr(pixel, "cfg", None)}, default=str, sort_keys=True),
-           "pixel_checkpoint": pixel_path, "semantic_model": getattr(semantic, "model_id", None),
-           "semantic_adapter": semantic_adapter, "n_images": len(items), "n_unreadable": len(unreadable),
+    config = {"tau": opts.tau, "fusion": opts.fusion, "weight": opts.weight, "perturbations": opts.perturbations,
+              "split": split, "benchmarks": benchmarks, "detectors": detectors, "batch_size": opts.batch_size,
+              "max_new_tokens": opts.max_new_tokens, "threads": threads, "constrained": opts.constrained,
+              "pixel_config": getattr(pixel, "cfg", None)}
+    run_row = {"eval_id": eval_id, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
+           "config": json.dumps(config, default=str, sort_keys=True),
+           "pixel_checkpoint": opts.pixel, "semantic_model": getattr(semantic, "model_id", None),
+           "semantic_adapter": opts.semantic_adapter, "n_images": len(items), "n_unreadable": len(unreadable),
            "seconds": time.time() - t0}
-    write_tables(root, eval_id, run, score_rows, results)
-    return EvalReport(eval_id, folder, score_rows, results, unreadable, unlabelled, markdown, plots)
+    write_tables(root, eval_id, run_row, score_rows, results)
+    return EvalReport(eval_id, folder, score_rows, results, unreadable, unlabelled, markdown, plots, options.dataset)
 
 
-def resolve_tau(opts: EvalOptions, pixel) -> None:
-    if opts.tau is None:
-        if pixel is None or pixel.threshold is None:
-            raise EvalError("--tau calibrated needs a pixel checkpoint whose config.json has a 'threshold'")
-        opts.tau = float(pixel.threshold)
+def resolved_tau(tau: float | None, pixel) -> float:
+    """The threshold to use: the one given, or (None) the pixel checkpoint's calibrated one."""
+    if tau is not None:
+        return tau
+    if pixel is None or pixel.threshold is None:
+        raise EvalError("--tau calibrated needs a pixel checkpoint whose config.json has a 'threshold'")
+    return float(pixel.threshold)

@@ -6,7 +6,10 @@ import base64
 import html
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
+
+from aig.manifests.errors import AigError
 
 from .dataset_io import query_rows, read_bytes
 
@@ -74,12 +77,12 @@ def amplified_difference(a, b):
     return Image.fromarray(np.clip(d / top * 255, 0, 255).astype(np.uint8), "L")
 
 
-def _try_rows(root: Path, sql: str) -> list[dict] | None:
+def _try_rows(root: Path, sql: str, params: list | None = None) -> list[dict] | None:
     """Rows, or None when a table is missing (older datasets have no label or eval tables)."""
     import duckdb
 
     try:
-        return query_rows(root, sql)
+        return query_rows(root, sql, params)
     except duckdb.Error:
         return None
 
@@ -105,11 +108,12 @@ def provenance_section(root: Path) -> str:
 def gallery_section(root: Path, pairs: int) -> str:
     from .dataset_io import open_rgb
 
-    rows = query_rows(root, f"""
+    rows = query_rows(root, """
         with p as (select pair_id, min(split) as split from samples where task = 'pixel' and pair_id is not null
                    group by pair_id having count(distinct label) = 2
-                   order by (min(split) = 'test') desc, pair_id limit {int(pairs)})
-        select s.* from samples s join p using (pair_id) order by (s.split = 'test') desc, s.pair_id, s.label desc""")
+                   order by (min(split) = 'test') desc, pair_id limit ?)
+        select s.* from samples s join p using (pair_id) order by (s.split = 'test') desc, s.pair_id, s.label desc""",
+                      [int(pairs)])
     if not rows:
         return "<h2>Pixel pairs</h2><p class=note>no pixel pairs in this dataset</p>"
     out = ["<h2>Pixel pairs: real | reconstruction | amplified difference</h2>"]
@@ -133,7 +137,7 @@ def gallery_section(root: Path, pairs: int) -> str:
 
 def is_stand_in(annotator: str) -> bool:
     """True for an annotator id naming one of aig's untrained stand-in models (its config says so)."""
-    from aig.labeling.cli import stand_in_note
+    from aig.labeling.command import stand_in_note
 
     if not annotator or not annotator.startswith("transformers:"):
         return False
@@ -148,9 +152,9 @@ def semantic_section(root: Path, limit: int = 12) -> str:
     from .dataset_io import open_rgb
 
     head = "<h2>Semantic fakes and their named inconsistencies</h2>"
-    labels = _try_rows(root, f"""select l.key, l.annotator, l.decision, s.shard, s.offset_data, s.size, s.member,
+    labels = _try_rows(root, """select l.key, l.annotator, l.decision, s.shard, s.offset_data, s.size, s.member,
         s.generator, s.prompt from semantic_labels l join samples s on s.key = l.key
-        where l.label = 'fake' and l.decision = 'accepted' order by l.key limit {int(limit)}""")
+        where l.label = 'fake' and l.decision = 'accepted' order by l.key limit ?""", [int(limit)])
     if labels is None:
         return head + "<p class=note>no semantic_labels table in this dataset (run <code>aig label-semantic</code>)</p>"
     if not labels:
@@ -238,6 +242,31 @@ def evaluation_section(root: Path) -> str:
     return "".join(out)
 
 
+class ReportError(AigError, OSError):
+    """The report cannot be written; the message says where and what to do."""
+
+
+@dataclass(kw_only=True)
+class ReportOptions:
+    dataset: Path
+    output: Path | None = None  # default: DATASET/report.html
+    pairs: int = 6  # pixel pairs in the gallery
+    threshold: float = 0.6  # audit threshold
+
+
+@dataclass
+class HtmlReport:
+    path: Path
+
+    def lines(self) -> list[str]:
+        return [f"report: {self.path.resolve()}"]
+
+
+def run(options: ReportOptions) -> HtmlReport:
+    """`aig report`: write the dataset's one-page HTML report."""
+    return HtmlReport(build_report(Path(options.dataset), options.output, options.pairs, options.threshold))
+
+
 def build_report(root: Path, output: Path | None = None, pairs: int = 6, audit_threshold: float = 0.6) -> Path:
     from aig.manifests.catalog import connect_readonly
 
@@ -250,6 +279,10 @@ def build_report(root: Path, output: Path | None = None, pairs: int = 6, audit_t
             f"<style>{CSS}</style></head><body><h1>aig report: {esc(name)}</h1>"
             + "".join(sections) + RENDER_CHECK + "</body></html>")
     out = output or root / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise ReportError(f"cannot write the report to '{e.filename}' ({e.strerror}); "
+                          "pass --output FILE in a writable folder") from None
     return out

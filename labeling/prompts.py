@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from aig.manifests.errors import AigError
+
 from .schema import CATEGORIES, CATEGORY_HELP
 
 _CATEGORY_LINES = "\n".join(f"- {c}: {CATEGORY_HELP[c]}" for c in CATEGORIES)
@@ -27,14 +29,18 @@ CAPTION = {
 }
 
 
+class PromptError(AigError, ValueError):
+    """The prompt asked for does not exist."""
+
+
 def resolve(table: dict[str, str], version: str, prompt_file: str | None) -> tuple[str, str]:
     """(prompt text, prompt version). A prompt file gets its own version, 'file-<sha256[:8]>'."""
     if prompt_file:
         p = Path(prompt_file)
         if not p.is_file():
-            raise FileNotFoundError(f"prompt file '{prompt_file}' does not exist")
+            raise PromptError(f"prompt file '{prompt_file}' does not exist")
         text = p.read_text(encoding="utf-8").strip()
         return text, f"file-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
     if version not in table:
-        raise KeyError(f"unknown prompt version {version!r}; known: {', '.join(table)} (or pass --prompt-file)")
+        raise PromptError(f"unknown prompt version {version!r}; known: {', '.join(table)} (or pass --prompt-file)")
     return table[version], version
