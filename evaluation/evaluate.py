@@ -6,16 +6,13 @@ Pure parts (grouping, fusion of score rows) are separate from the effects (loadi
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from aig.manifests.errors import AigError
 
-from .metrics import FUSIONS, binary_metrics, detector_columns, fired, fmt_pct, mean_fusion, nanmean, or_fusion
+from .metrics import FUSIONS, binary_metrics, detector_columns, fired, mean_fusion, or_fusion
 from .robustness import check as check_perturbation
 
 BATCH_IMAGES = 32  # images held in memory at once

@@ -265,6 +265,25 @@ def _label_one_fake(ds, annotator):
     refresh_catalog(ds)
 
 
+def test_python_api_returns_the_commands_reports(pairs, models, tmp_path):
+    """aig.evaluate / aig.audit build the commands' options and return their reports; bad input raises AigError."""
+    import shutil
+
+    import aig
+
+    ds = tmp_path / "ds"
+    shutil.copytree(pairs, ds)
+    with pytest.raises(aig.AigError, match="nothing to evaluate: pass --pixel"):
+        aig.evaluate(ds)
+    with pytest.raises(aig.AigError, match=r"--threshold 0.2 must be in \[0.5, 1\)"):
+        aig.audit(ds, threshold=0.2)
+    assert not aig.audit(ds).flagged
+    report = aig.evaluate(ds, pixel=str(models["pixel"]), perturbations=("none", "jpeg75"), log=lambda m: None)
+    assert report.eval_id == "eval-0001" and len(report.scores) == 12 * 2
+    assert report.lines()[1] == f"evaluation eval-0001: 24 scores, {len(report.results)} result rows"
+    assert sql_rows(ds, "select count(*) as n from eval_scores where perturbation = 'jpeg75'") == [{"n": 12}]
+
+
 def test_report_renders_in_chromium(pairs, models, tmp_path):
     import re
 

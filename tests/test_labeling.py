@@ -188,6 +188,24 @@ def test_caption_feeds_build_data(models, dataset, tmp_path):
     assert {c["caption"] for c in caps} <= prompts
 
 
+def test_python_api_label_semantic(dataset, tmp_path):
+    """aig.label_semantic builds the command's LabelOptions and returns its outcome; refusals and failed runs raise."""
+    import aig
+
+    ds = copy(dataset, tmp_path)
+    with pytest.raises(TypeError, match="no_such_option"):
+        aig.label_semantic(ds, "m", no_such_option=1)
+    with pytest.raises(aig.AigError, match="--base-url"):
+        aig.label_semantic(ds, "m", backend="openai")
+    with ScriptedServer() as server:
+        outcome = aig.label_semantic(ds, "m", backend="openai", base_url=server.url, limit=4)
+        assert (outcome.report.candidates, outcome.report.labelled, outcome.problem) == (4, 4, None)
+        server.default = "500"
+        with pytest.raises(aig.LabelingFailed, match="11 of 11 candidates got no usable answer") as failed:
+            aig.label_semantic(ds, "m", backend="openai", base_url=server.url, http_retries=0, max_attempts=1)
+    assert failed.value.outcome.report.failures == 11 and failed.value.outcome.report.skipped == 4
+
+
 @pytest.mark.slow
 def test_resume_after_kill_matches_clean_run(models, dataset, tmp_path):
     clean, killed = copy(dataset, tmp_path / "a"), copy(dataset, tmp_path / "b")
