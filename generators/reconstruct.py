@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,10 +67,13 @@ class ReconstructWorker:
 
     kind = KIND
     stage = STAGE
+    # On a GPU an actor takes a second chunk while one runs: it decodes and writes while the model runs the other.
+    chunks_in_flight = 2
 
     def __init__(self, spec: AutoencoderSpec, cfg: ReconstructConfig, threads: int = 1):
         self.device, self.dtype, self.threads = torch_setup(cfg.dtype, threads)
         self.spec, self.cfg = spec, cfg
+        self._model_lock = threading.Lock()  # chunks may overlap (one decoding or writing while one runs the model)
         self._load(spec)
 
     def _load(self, spec: AutoencoderSpec) -> None:
@@ -105,8 +109,10 @@ class ReconstructWorker:
                     items.append(item)
 
             def batch(part: list, splits: int) -> list:
+                with self._model_lock:
+                    results = self._batch(part, splits)
                 return [pool.submit(self._pair, it[0], it[1], it[2], recon, meta, run_id)
-                        for it, (recon, meta) in zip(part, self._batch(part, splits))]
+                        for it, (recon, meta) in zip(part, results)]
 
             for pair in run_in_batches(items, self.cfg.batch_size, key=lambda it: it[1].size, fn=batch):
                 outcomes += pair.result()
