@@ -131,7 +131,8 @@ def crop_to_multiple(width: int, height: int, factor: int) -> tuple[int, int, in
 def reconstruct(ae: LoadedAutoencoder, images, seeds: list[int], latent: str, tile: bool = False):
     """images: float tensor N,3,H,W in [-1, 1]. Sampled latents use one torch.Generator per sample.
 
-    The result is clamped to [-1, 1]; non-finite values (a float16 overflow) come back as NaN.
+    The result is float32 on the model's device, clamped to [-1, 1]; non-finite values (a float16 overflow)
+    come back as NaN.
     """
     import torch
 
@@ -139,7 +140,7 @@ def reconstruct(ae: LoadedAutoencoder, images, seeds: list[int], latent: str, ti
         out = tiled(lambda x, s: _reconstruct(ae, x, s, latent, False), images, seeds, ae.sample_size, ae.factor)
     else:
         out = _reconstruct(ae, images, seeds, latent, tile)
-    out = out.float().cpu()
+    out = out.float()
     return torch.where(torch.isfinite(out), out.clamp(-1, 1), torch.full_like(out, float("nan")))
 
 
@@ -192,11 +193,11 @@ def tiled(fn, images, seeds: list[int], tile: int, factor: int):
     acc = weight = None
     for k, (y, x) in enumerate((y, x) for y in ys for x in xs):
         th, tw = min(tile, h), min(tile, w)
-        out = fn(images[:, :, y:y + th, x:x + tw], [s + k for s in seeds]).float().cpu()
+        out = fn(images[:, :, y:y + th, x:x + tw], [s + k for s in seeds]).float()
         if acc is None:
-            acc = torch.zeros(n, out.shape[1], h, w)
-            weight = torch.zeros(1, 1, h, w)
-        wt = (tile_weights(th, tile // 4)[:, None] * tile_weights(tw, tile // 4)[None, :])[None, None]
+            acc = torch.zeros(n, out.shape[1], h, w, device=out.device)
+            weight = torch.zeros(1, 1, h, w, device=out.device)
+        wt = (tile_weights(th, tile // 4)[:, None] * tile_weights(tw, tile // 4)[None, :])[None, None].to(out.device)
         acc[:, :, y:y + th, x:x + tw] += out * wt
         weight[:, :, y:y + th, x:x + tw] += wt
     return acc / weight

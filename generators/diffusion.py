@@ -39,14 +39,17 @@ def run_checked(pipe, dtype, call, references: list | None = None):
     A batch with non-finite values from a non-float32 pipeline runs once more with the pipeline in float32.
     Returns (PIL images, None where a problem; problems; upcast reason or None).
     """
+    import numpy as np
     import torch
     from diffusers.image_processor import VaeImageProcessor
 
-    from .output_checks import NON_FINITE, output_problem
+    from .output_checks import NON_FINITE, batch_problems
+
+    refs = None if references is None else torch.from_numpy(np.stack(references)).permute(0, 3, 1, 2)
 
     def checked():
         images = call()
-        return images, [output_problem(im, ref) for im, ref in zip(images, references or [None] * len(images))]
+        return images, batch_problems(torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2), refs)
 
     images, problems = checked()
     upcast = None

@@ -13,28 +13,26 @@ FLAT_STD = 1.0 / 255
 PSNR_CAP = 100.0  # identical images: PSNR is infinite; stored capped so the column stays a plain number
 
 
-def output_problem(image, reference=None) -> str | None:
-    """NON_FINITE, DEGENERATE or None for one float image H,W,C with values in [0, 1].
+def batch_problems(images, references=None) -> list[str | None]:
+    """NON_FINITE, DEGENERATE or None for each image of a float tensor N,C,H,W with values in [0, 1], on the
+    device it lives on (one small copy back).
 
     Degenerate: every channel is flat (one colour) while the reference (the input it reconstructs) is not;
-    without a reference (text-to-image) any one-colour image is degenerate.
+    without references (text-to-image) any one-colour image is degenerate.
     """
-    import numpy as np
+    finite = images.isfinite().flatten(1).all(1)
+    flat = spreads(images.nan_to_num(0)) < FLAT_STD
+    if references is not None:
+        flat &= spreads(references) >= 4 * FLAT_STD
+    import torch
 
-    a = np.asarray(image, dtype=np.float64)
-    if not np.isfinite(a).all():
-        return NON_FINITE
-    if spread(a) < FLAT_STD and (reference is None or spread(reference) >= 4 * FLAT_STD):
-        return DEGENERATE
-    return None
+    return [None if ok and not d else NON_FINITE if not ok else DEGENERATE
+            for ok, d in torch.stack([finite, flat], 1).tolist()]
 
 
-def spread(image) -> float:
-    """The largest per-channel standard deviation of an H,W,C image: 0 for one flat colour."""
-    import numpy as np
-
-    a = np.asarray(image, dtype=np.float64)
-    return float(a.reshape(-1, a.shape[-1]).std(axis=0).max())
+def spreads(images):
+    """The largest per-channel standard deviation of each image of N,C,H,W: 0 for one flat colour."""
+    return images.float().flatten(2).std(dim=2, correction=0).amax(1)
 
 
 def problem_message(problem: str, model: str, upcast: bool) -> str:
@@ -45,10 +43,18 @@ def problem_message(problem: str, model: str, upcast: bool) -> str:
 
 
 def psnr(a, b) -> float:
-    """Peak signal-to-noise ratio (dB) of two uint8 images of one shape, capped at PSNR_CAP."""
+    """Peak signal-to-noise ratio (dB, capped at PSNR_CAP) of two uint8 images (arrays or PIL) of one shape."""
     import numpy as np
 
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    if mse == 0:
-        return PSNR_CAP
-    return round(min(PSNR_CAP, 10 * np.log10(255.0**2 / mse)), 3)
+    return psnr_of_mse(float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
+
+
+def batch_psnr(a, b) -> list[float]:
+    """psnr of each pair of uint8 images in tensors N,..., on their device (in float64, where sums of squared byte differences are exact)."""
+    return [psnr_of_mse(m) for m in (a.double() - b.double()).pow(2).flatten(1).mean(1).tolist()]
+
+
+def psnr_of_mse(mse: float) -> float:
+    import math
+
+    return PSNR_CAP if mse == 0 else round(min(PSNR_CAP, 10 * math.log10(255.0**2 / mse)), 3)

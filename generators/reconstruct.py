@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from aig.pipeline.storage import read_range
 from . import autoencoder as ae_mod
 from .batching import run_in_batches
 from .naming import generator_name
-from .output_checks import NON_FINITE, output_problem, problem_message, psnr
+from .output_checks import NON_FINITE, batch_problems, batch_psnr, problem_message, psnr
 
 STAGE = "reconstruct"
 KIND = "autoencoder"
@@ -66,10 +67,13 @@ class ReconstructWorker:
 
     kind = KIND
     stage = STAGE
+    # On a GPU an actor takes a second chunk while one runs: it decodes and writes while the model runs the other.
+    chunks_in_flight = 2
 
     def __init__(self, spec: AutoencoderSpec, cfg: ReconstructConfig, threads: int = 1):
         self.device, self.dtype, self.threads = torch_setup(cfg.dtype, threads)
         self.spec, self.cfg = spec, cfg
+        self._model_lock = threading.Lock()  # chunks may overlap (one decoding or writing while one runs the model)
         self._load(spec)
 
     def _load(self, spec: AutoencoderSpec) -> None:
@@ -105,8 +109,10 @@ class ReconstructWorker:
                     items.append(item)
 
             def batch(part: list, splits: int) -> list:
+                with self._model_lock:
+                    results = self._batch(part, splits)
                 return [pool.submit(self._pair, it[0], it[1], it[2], recon, meta, run_id)
-                        for it, (recon, meta) in zip(part, self._batch(part, splits))]
+                        for it, (recon, meta) in zip(part, results)]
 
             for pair in run_in_batches(items, self.cfg.batch_size, key=lambda it: it[1].size, fn=batch):
                 outcomes += pair.result()
@@ -137,32 +143,30 @@ class ReconstructWorker:
         import torch
         from PIL import Image
 
-        x = torch.from_numpy(np.stack([np.asarray(c).transpose(2, 0, 1) for _, c, _, _ in batch]))
+        x8 = torch.from_numpy(np.stack([np.asarray(c).transpose(2, 0, 1) for _, c, _, _ in batch]))
         if self.device == "cuda":  # uint8 through pinned memory: a quarter of the bytes, copied asynchronously
-            x = x.pin_memory().to(self.device, non_blocking=True)
-        x = x.float() / 127.5 - 1
+            x8 = x8.pin_memory().to(self.device, non_blocking=True)
+        x = x8.float() / 127.5 - 1
         pair_ids = [self._pair_id(row) for row, _, _, _ in batch]
         seeds = [seed for _, _, _, seed in batch]
         tile = max(x.shape[-2:]) > min(self.cfg.tile_above, self.ae.sample_size)
         ae, upcast = self.ae, self.ae.upcast
+        # checks, PSNR and the conversion to bytes run where the model ran; only uint8 images come back
         y = ae_mod.reconstruct(ae, x, seeds, self.cfg.latent, tile=tile)
-        problems = self._problems(x, y)
+        problems = batch_problems((y + 1) / 2, (x + 1) / 2)
         if NON_FINITE in problems and ae.model.dtype != torch.float32:  # a float16 overflow: the batch again in float32
             ae, upcast = self.float32_model(), NON_FINITE
             y = ae_mod.reconstruct(ae, x, seeds, self.cfg.latent, tile=tile)
-            problems = self._problems(x, y)
-        arrays = ((y.nan_to_num(0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            problems = batch_problems((y + 1) / 2, (x + 1) / 2)
+        y8 = ((y.nan_to_num(0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        psnrs = batch_psnr(x8, y8)
+        arrays = y8.permute(0, 2, 3, 1).contiguous().cpu().numpy()
         common = {"batch": pair_ids, "tiled": tile, "oom_splits": splits, "latent": self.latent_mode(),
                   "dtype": str(self.dtype).removeprefix("torch."), "upcast": upcast, "device": self.device,
                   "threads": self.threads, **versions()}
         return [(None, {"problem": p, "error": problem_message(p, self.spec.model, upcast is not None)}) if p
-                else (Image.fromarray(a), {"seed": s, **common}) for a, s, p in zip(arrays, seeds, problems)]
-
-    @staticmethod
-    def _problems(x, y) -> list:
-        """output_problem of each reconstruction y (N,3,H,W in [-1, 1]) against its input x."""
-        hwc = lambda t: ((t.float().cpu() + 1) / 2).permute(0, 2, 3, 1).numpy()  # noqa: E731
-        return [output_problem(b, a) for a, b in zip(hwc(x), hwc(y))]
+                else (Image.fromarray(a), {"seed": s, "psnr": q, **common})
+                for a, s, p, q in zip(arrays, seeds, problems, psnrs)]
 
     def _pair_id(self, row: dict) -> str:
         return f"{row['source_id']}-{self.spec.name}"
@@ -172,7 +176,9 @@ class ReconstructWorker:
         if recon is None:  # non-finite or degenerate output: the pair is not stored
             return [failure_outcome(row["input_path"], run_id, self.stage, self.spec.group(), row["chunk"],
                                     meta["problem"], meta["error"])]
-        recon_psnr = psnr(crop, recon)
+        meta = dict(meta)
+        recon_psnr = meta.pop("psnr", None)  # measured with the batch where the model ran, else here
+        recon_psnr = psnr(crop, recon) if recon_psnr is None else recon_psnr
         fmt, quality = "png", None
         if self.cfg.pair_format in ("auto", "jpeg-matched") and row.get("source_quality"):
             fmt, quality = "jpeg", int(row["source_quality"])

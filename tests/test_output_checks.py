@@ -6,26 +6,31 @@ import numpy as np
 import pytest
 
 
-def test_output_problem_non_finite_and_flat():
-    from aig.generators.output_checks import DEGENERATE, NON_FINITE, output_problem
+def test_batch_problems_non_finite_and_flat():
+    import torch
+
+    from aig.generators.output_checks import DEGENERATE, NON_FINITE, batch_problems
 
     rng = np.random.default_rng(0)
-    photo = rng.random((8, 8, 3))
-    flat_red = np.zeros((8, 8, 3)) + [1.0, 0.0, 0.0]  # one colour: channels differ, each is flat
-    assert output_problem(photo, photo) is None
-    assert output_problem(np.where(photo > 0.99, np.nan, photo), photo) == NON_FINITE
-    assert output_problem(np.where(photo > 0.99, np.inf, photo)) == NON_FINITE
-    assert output_problem(flat_red, photo) == DEGENERATE
-    assert output_problem(flat_red, flat_red) is None  # a flat input may reconstruct flat
-    assert output_problem(flat_red) == DEGENERATE  # text-to-image: no reference
+    photo = torch.from_numpy(rng.random((3, 8, 8)))
+    flat_red = torch.zeros(3, 8, 8) + torch.tensor([1.0, 0.0, 0.0])[:, None, None]  # channels differ, each flat
+    nan, inf = torch.where(photo > 0.99, torch.nan, photo), torch.where(photo > 0.99, torch.inf, photo)
+    images = torch.stack([photo, nan, inf, flat_red, flat_red]).float()
+    references = torch.stack([photo, photo, photo, photo, flat_red]).float()
+    # a flat input may reconstruct flat
+    assert batch_problems(images, references) == [None, NON_FINITE, NON_FINITE, DEGENERATE, None]
+    assert batch_problems(images[3:4]) == [DEGENERATE]  # text-to-image: no reference
 
 
 def test_psnr():
-    from aig.generators.output_checks import PSNR_CAP, psnr
+    import torch
 
-    a = np.full((4, 4, 3), 100, np.uint8)
-    assert psnr(a, a) == PSNR_CAP
-    assert psnr(a, a + 10) == pytest.approx(10 * np.log10(255**2 / 100), abs=1e-3)
+    from aig.generators.output_checks import PSNR_CAP, batch_psnr, psnr
+
+    a = torch.full((2, 3, 4, 4), 100, dtype=torch.uint8)
+    b = torch.stack([a[0], a[1] + 10])
+    assert batch_psnr(a, b) == [PSNR_CAP, pytest.approx(10 * np.log10(255**2 / 100), abs=1e-3)]
+    assert [psnr(x.numpy(), y.numpy()) for x, y in zip(a, b)] == batch_psnr(a, b)
 
 
 def test_aig_tiling_covers_and_blends():
