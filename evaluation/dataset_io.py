@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aig.manifests.catalog import query_rows
-from aig.pipeline.shards import read_member as read_bytes  # noqa: F401 (used by evaluation modules)
+from aig.manifests.dataset import Dataset
 
 # Rows that are images of their own (semantic-sft samples repeat images already in the dataset).
 IMAGE_TASKS = ("both", "pixel", "semantic")
@@ -13,14 +12,13 @@ IMAGE_TASKS = ("both", "pixel", "semantic")
 
 def sample_rows(root: Path, split: str | None = None) -> list[dict]:
     """Image samples with the input's JPEG quality inherited by pair members (they share the source)."""
-    tasks = ", ".join(f"'{t}'" for t in IMAGE_TASKS)
-    where = f"s.task in ({tasks})" + (f" and s.split = '{split}'" if split else "")
-    return query_rows(root, f"""
+    where = f"s.task in ({', '.join('?' for _ in IMAGE_TASKS)})" + (" and s.split = ?" if split else "")
+    return Dataset(root).query(f"""
         select s.*, case when s.pair_id is not null then coalesce(s.source_quality, src.source_quality)
                          else s.source_quality end as input_quality
         from samples s left join (select key, source_quality from samples where stage = 'ingest') src
              on src.key = s.source_id
-        where {where} order by s.key""")
+        where {where} order by s.key""", [*IMAGE_TASKS, *([split] if split else [])])
 
 
 def open_rgb(data: bytes):

@@ -92,7 +92,7 @@ def test_transient_read_errors_are_retried_then_recorded(monkeypatch, tmp_path):
            "error": None, "key": "abc", "group_id": "abc", "split": "train", "caption": None, "origin": "folder",
            "source_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     calls = {"n": 0}
-    real_read = ingest.read_bytes
+    real_read = ingest.fetch_input
 
     def flaky(item, download=None):
         calls["n"] += 1
@@ -100,7 +100,7 @@ def test_transient_read_errors_are_retried_then_recorded(monkeypatch, tmp_path):
             raise OSError("stale NFS handle")
         return real_read(item, download)
 
-    monkeypatch.setattr(ingest, "read_bytes", flaky)
+    monkeypatch.setattr(ingest, "fetch_input", flaky)
     assert ingest.prepare(row, IngestConfig(), "run-0001", max_retries=2).sample is not None
     calls["n"] = -10
     out = ingest.prepare(row, IngestConfig(), "run-0001", max_retries=2)
