@@ -76,12 +76,12 @@ def amplified_difference(a, b):
     return Image.fromarray(np.clip(d / top * 255, 0, 255).astype(np.uint8), "L")
 
 
-def _try_rows(root: Path, sql: str) -> list[dict] | None:
+def _try_rows(root: Path, sql: str, params: list | None = None) -> list[dict] | None:
     """Rows, or None when a table is missing (older datasets have no label or eval tables)."""
     import duckdb
 
     try:
-        return query_rows(root, sql)
+        return query_rows(root, sql, params)
     except duckdb.Error:
         return None
 
@@ -107,11 +107,11 @@ def provenance_section(root: Path) -> str:
 def gallery_section(root: Path, pairs: int) -> str:
     from .dataset_io import open_rgb
 
-    rows = query_rows(root, f"""
+    rows = query_rows(root, """
         with p as (select pair_id, min(split) as split from samples where task = 'pixel' and pair_id is not null
                    group by pair_id having count(distinct label) = 2
-                   order by (min(split) = 'test') desc, pair_id limit {int(pairs)})
-        select s.* from samples s join p using (pair_id) order by (s.split = 'test') desc, s.pair_id, s.label desc""")
+                   order by (min(split) = 'test') desc, pair_id limit ?)
+        select s.* from samples s join p using (pair_id) order by (s.split = 'test') desc, s.pair_id, s.label desc""", [int(pairs)])
     if not rows:
         return "<h2>Pixel pairs</h2><p class=note>no pixel pairs in this dataset</p>"
     out = ["<h2>Pixel pairs: real | reconstruction | amplified difference</h2>"]
@@ -150,9 +150,9 @@ def semantic_section(root: Path, limit: int = 12) -> str:
     from .dataset_io import open_rgb
 
     head = "<h2>Semantic fakes and their named inconsistencies</h2>"
-    labels = _try_rows(root, f"""select l.key, l.annotator, l.decision, s.shard, s.offset_data, s.size, s.member,
+    labels = _try_rows(root, """select l.key, l.annotator, l.decision, s.shard, s.offset_data, s.size, s.member,
         s.generator, s.prompt from semantic_labels l join samples s on s.key = l.key
-        where l.label = 'fake' and l.decision = 'accepted' order by l.key limit {int(limit)}""")
+        where l.label = 'fake' and l.decision = 'accepted' order by l.key limit ?""", [int(limit)])
     if labels is None:
         return head + "<p class=note>no semantic_labels table in this dataset (run <code>aig label-semantic</code>)</p>"
     if not labels:
