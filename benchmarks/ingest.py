@@ -584,10 +584,10 @@ def profile(images: Path, out: Path, n: int) -> None:
         ("  hash_inputs (threads; sha256 of every input)", cum("pipeline/plan.py", "hash_inputs")),
         ("  provenance (library versions + git)", cum("pipeline/provenance.py", "library_versions")
          + cum("pipeline/provenance.py", "git_commit")),
-        ("  read existing manifest tables", cum("pipeline/build.py", "read_table", ("pipeline/build.py", "_new_run"))),
+        ("  read existing manifest tables", cum("manifests/dataset.py", "read_table", ("pipeline/build.py", "_new_run"))),
         ("chunks: run_chunk (all)", cum("pipeline/ingest.py", "run_chunk")),
         ("  prepare (all inputs)", cum("pipeline/ingest.py", "prepare")),
-        ("    read_bytes", cum("pipeline/sources.py", "read_bytes", ("pipeline/ingest.py", "_prepare_once"))),
+        ("    fetch_input", cum("pipeline/sources.py", "fetch_input", ("pipeline/ingest.py", "_prepare_once"))),
         ("    sha256 re-check of the input", builtin("sha256", ("pipeline/ingest.py", "_prepare_once"))),
         ("    decode_image (open, load, exif_transpose, RGB)", cum("pipeline/decode.py", "decode_image")),
         ("      of which exif_transpose", cum("PIL/ImageOps.py", "exif_transpose")),
@@ -596,15 +596,15 @@ def profile(images: Path, out: Path, n: int) -> None:
         ("  write_chunk (all)", cum("pipeline/ingest.py", "write_chunk")),
         ("    tar_bytes (incl. sha256 per member)", cum("pipeline/shards.py", "tar_bytes")),
         ("    write_shard sha256 of whole tar", builtin("sha256", ("pipeline/shards.py", "write_shard"))),
-        ("    atomic_write (write + fsync + rename)", cum("pipeline/shards.py", "atomic_write",
+        ("    atomic_write (write + fsync + rename)", cum("manifests/layout.py", "atomic_write",
                                                         ("pipeline/ingest.py", "write_chunk"))
-         + cum("pipeline/shards.py", "atomic_write", ("pipeline/shards.py", "write_shard"))),
+         + cum("manifests/layout.py", "atomic_write", ("pipeline/shards.py", "write_shard"))),
         ("    parquet_bytes (index/samples/failures)", cum("manifests/schema.py", "parquet_bytes",
                                                           ("pipeline/ingest.py", "write_chunk"))),
-        ("finish: write_run", cum("pipeline/build.py", "write_run")),
+        ("finish: write_run", cum("manifests/dataset.py", "write_run")),
         ("finish: info.write_info", cum("pipeline/info.py", "write_info")),
         ("finish: refresh_catalog", cum("manifests/catalog.py", "refresh_catalog")),
-        ("done_markers reads", cum("pipeline/layout.py", "done_markers")),
+        ("done_markers reads", cum("manifests/dataset.py", "done_markers")),
     ]
     print(f"\nplain loop: {t_plain:.2f}s ({n / t_plain:.1f} img/s); aig local executor under cProfile: "
           f"{wall:.2f}s (report.seconds {report.seconds:.2f}); cProfile inflates Python-level work\n")

@@ -52,16 +52,17 @@ def make_manifest(root: Path, rows: int = ROWS, per_file: int = PER_FILE) -> Pat
     import pyarrow.parquet as pq
 
     from aig.manifests.catalog import refresh_catalog
-    from aig.manifests.schema import SAMPLES, arrow_schema, table_dir
+    from aig.manifests.dataset import Dataset
+    from aig.manifests.schema import SAMPLES, arrow_schema
 
     done = root / f".rows-{rows}"
     if done.is_file():
         return root
     schema = arrow_schema(SAMPLES)
-    folder = table_dir(root, "samples")
+    folder = Dataset(root).table_dir("samples")
     folder.mkdir(parents=True, exist_ok=True)
     for t in ("failures", "runs"):
-        table_dir(root, t).mkdir(parents=True, exist_ok=True)
+        Dataset(root).table_dir(t).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     gens = np.array([None, "sd21-vae", "flux-vae", "taesd", "sd21"], dtype=object)
     for f in range(rows // per_file):

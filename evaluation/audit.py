@@ -199,13 +199,15 @@ def degenerate_generators(rows: list[dict], floor: float = PSNR_FLOOR) -> list[d
 
 
 def audit_dataset(root, threshold: float = 0.6) -> AuditResult:
-    from .dataset_io import read_bytes, sample_rows
+    from aig.pipeline.shards import read_member
+
+    from .dataset_io import sample_rows
 
     rows, unreadable = [], []
     samples = sample_rows(root)
     for r in samples:
         try:
-            feats = image_features(read_bytes(root, r))
+            feats = image_features(read_member(root, r))
         except Exception as e:
             unreadable.append(f"{r['key']}: {type(e).__name__}: {e}")
             continue

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aig.manifests.catalog import query_rows
-from aig.pipeline.shards import read_member as read_bytes  # noqa: F401 (used by evaluation modules)
+from aig.manifests.dataset import Dataset
 
 # Rows that are images of their own (semantic-sft samples repeat images already in the dataset).
 IMAGE_TASKS = ("both", "pixel", "semantic")
@@ -14,7 +13,7 @@ IMAGE_TASKS = ("both", "pixel", "semantic")
 def sample_rows(root: Path, split: str | None = None) -> list[dict]:
     """Image samples with the input's JPEG quality inherited by pair members (they share the source)."""
     where = "list_contains(?, s.task)" + (" and s.split = ?" if split else "")
-    return query_rows(root, f"""
+    return Dataset(root).query(f"""
         select s.*, case when s.pair_id is not null then coalesce(s.source_quality, src.source_quality)
                          else s.source_quality end as input_quality
         from samples s left join (select key, source_quality from samples where stage = 'ingest') src

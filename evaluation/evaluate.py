@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aig.manifests.dataset import Dataset
 from aig.manifests.errors import AigError
 
 from .metrics import FUSIONS, binary_metrics, detector_columns, fired, mean_fusion, or_fusion
@@ -129,12 +130,14 @@ def benchmark_items(specs: list[str]) -> tuple[list[EvalItem], list[str]]:
 
 
 def load_image(root: Path | None, it: EvalItem):
-    from .dataset_io import open_path, open_rgb, read_bytes
+    from aig.pipeline.shards import read_member
+
+    from .dataset_io import open_path, open_rgb
 
     if it.row is None:
         return open_path(it.item)
     try:
-        return open_rgb(read_bytes(root, it.row))
+        return open_rgb(read_member(root, it.row))
     except OSError as e:
         return None, f"unreadable: {e}"
 
@@ -247,8 +250,7 @@ class EvalReport:
 
 
 def next_eval_id(root: Path) -> str:
-    folder = root / "manifest" / "eval_runs"
-    n = len(list(folder.glob("eval-*.parquet"))) if folder.is_dir() else 0
+    n = len(list(Dataset(root).table_dir("eval_runs").glob("eval-*.parquet")))
     return f"eval-{n + 1:04d}"
 
 
@@ -305,7 +307,7 @@ def run(options: EvalOptions, *, command: str = "aig.evaluate", log=print) -> Ev
         raise EvalError(f"none of the {len(items)} images could be read (first: {unreadable[0][0]}: {unreadable[0][1]})")
     results = result_rows(score_rows, detectors, opts.tau)
     eval_id = next_eval_id(root)
-    folder = root / "eval" / eval_id
+    folder = Dataset(root).eval_dir(eval_id)
     from .outputs import markdown_report, write_plots, write_tables
 
     markdown = markdown_report(results, detectors, unreadable, unlabelled, opts)

@@ -142,15 +142,10 @@ def write_plots(folder: Path, score_rows: list[dict], detectors: list[str]) -> l
 
 
 def write_tables(root: Path, eval_id: str, run: dict, score_rows: list[dict], results: list[dict]) -> None:
-    """Parquet under manifest/eval_* (one file per evaluation), then refresh the catalog views."""
-    from aig.manifests.catalog import refresh_catalog
-    from aig.manifests.schema import parquet_bytes, to_table
-    from aig.pipeline.shards import atomic_write
+    """One file per evaluation in each eval_* table, then refresh the catalog views."""
+    from aig.manifests.dataset import Dataset
 
-    from aig.manifests.schema import EVAL_RESULTS, EVAL_RUNS, EVAL_SCORES
-
-    for name, columns, rows in (("eval_scores", EVAL_SCORES, score_rows), ("eval_results", EVAL_RESULTS, results),
-                                ("eval_runs", EVAL_RUNS, [run])):
-        rows = [{**r, "eval_id": eval_id} for r in rows]
-        atomic_write(root / "manifest" / name / f"{eval_id}.parquet", parquet_bytes(to_table(columns, rows)))
-    refresh_catalog(root)
+    ds = Dataset(root)
+    for table, rows in (("eval_scores", score_rows), ("eval_results", results), ("eval_runs", [run])):
+        ds.write_table(table, eval_id, [{**r, "eval_id": eval_id} for r in rows])
+    ds.refresh_catalog()

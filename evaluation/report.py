@@ -9,9 +9,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from aig.manifests.catalog import query_rows
+from aig.manifests.dataset import Dataset
 from aig.manifests.errors import AigError
-
-from .dataset_io import query_rows, read_bytes
+from aig.pipeline.shards import read_member
 
 THUMB = 192
 # After loading, the page counts its images that failed to display: recorded on <body> (data-images,
@@ -121,8 +122,8 @@ def gallery_section(root: Path, pairs: int) -> str:
     for r in rows:
         by_pair.setdefault(r["pair_id"], {})[r["label"]] = r
     for pid, pair in by_pair.items():
-        real, _ = open_rgb(read_bytes(root, pair["real"]))
-        fake, _ = open_rgb(read_bytes(root, pair["fake"]))
+        real, _ = open_rgb(read_member(root, pair["real"]))
+        fake, _ = open_rgb(read_member(root, pair["fake"]))
         if real is None or fake is None:
             out.append(f"<p class=bad>pair {esc(pid)}: unreadable image</p>")
             continue
@@ -168,7 +169,7 @@ def semantic_section(root: Path, limit: int = 12) -> str:
                    + ", ".join(f"<code>{esc(a)}</code>" for a in sorted(stand_ins))
                    + "): the named inconsistencies below carry no meaning; they show what the pipeline stores.</p>")
     for r in labels:
-        img, err = open_rgb(read_bytes(root, r))
+        img, err = open_rgb(read_member(root, r))
         items = "".join(f"<li><b>{esc(i['category'])}</b>: {esc(i['description'])}"
                         + (f" ({i['confidence']:.2f})" if i.get("confidence") is not None else "") + "</li>"
                         for i in incs if i["key"] == r["key"])
@@ -229,7 +230,7 @@ def evaluation_section(root: Path) -> str:
     if not runs:
         return head + "<p class=note>no evaluation yet (run <code>aig evaluate</code>)</p>"
     run = runs[0]
-    folder = root / "eval" / run["eval_id"]
+    folder = Dataset(root).eval_dir(run["eval_id"])
     md = (folder / "results.md").read_text() if (folder / "results.md").is_file() else ""
     cfg = json.loads(run["config"] or "{}")
     out = [head, f"<p>{esc(run['eval_id'])} ({esc(run['created_at'])}): pixel <code>{esc(run['pixel_checkpoint'])}</code>, "
@@ -268,9 +269,7 @@ def run(options: ReportOptions) -> HtmlReport:
 
 
 def build_report(root: Path, output: Path | None = None, pairs: int = 6, audit_threshold: float = 0.6) -> Path:
-    from aig.manifests.catalog import connect_readonly
-
-    connect_readonly(root).close()  # a clear error when there is no dataset here
+    Dataset(root).connect().close()  # a clear error when there is no dataset here
     sections = [counts_section(root), provenance_section(root), gallery_section(root, pairs), semantic_section(root),
                 audit_section(root, audit_threshold), evaluation_section(root)]
     name = root.resolve().name  # the folder's name: the page may be mailed, its absolute path means nothing there
@@ -278,7 +277,7 @@ def build_report(root: Path, output: Path | None = None, pairs: int = 6, audit_t
             f"<meta name=viewport content='width=device-width, initial-scale=1'><title>aig report: {esc(name)}</title>"
             f"<style>{CSS}</style></head><body><h1>aig report: {esc(name)}</h1>"
             + "".join(sections) + RENDER_CHECK + "</body></html>")
-    out = output or root / "report.html"
+    out = output or Dataset(root).report_path
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(page, encoding="utf-8")

@@ -15,7 +15,7 @@ from aig.pipeline.chunks import Outcome, failure_outcome, sample_outcome, write_
 from aig.pipeline.config import ReconstructConfig, ShardConfig
 from aig.pipeline.decode import encode_image
 from aig.pipeline.devices import torch_setup, versions
-from aig.pipeline.storage import read_range
+from aig.pipeline.shards import read_member
 
 from . import autoencoder as ae_mod
 from .batching import run_in_batches
@@ -56,10 +56,6 @@ def cpu_threads(device: str) -> int:
 
 def pair_seed(seed: str, pair_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{pair_id}".encode()).digest()[:8], "big") >> 1
-
-
-def read_member(root: str | Path, shard: str, offset: int, size: int) -> bytes:
-    return read_range(root, shard, offset, size)  # a local folder or a URL
 
 
 class ReconstructWorker:
@@ -121,7 +117,7 @@ class ReconstructWorker:
     def _real(self, root: str | Path, row: dict, run_id: str):
         from PIL import Image
 
-        img = Image.open(io.BytesIO(read_member(root, row["shard"], row["offset_data"], row["size"]))).convert("RGB")
+        img = Image.open(io.BytesIO(read_member(root, row))).convert("RGB")
         box = ae_mod.crop_to_multiple(img.width, img.height, self.factor)
         if box[2] <= box[0] or box[3] <= box[1]:
             return failure_outcome(row["input_path"], run_id, self.stage, self.spec.group(), row["chunk"],

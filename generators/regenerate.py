@@ -10,12 +10,14 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from aig.manifests.dataset import Dataset
 from aig.pipeline.config import GenerateConfig, InpaintConfig, ReconstructConfig
 from aig.pipeline.decode import encode_image
+from aig.pipeline.shards import read_member
 
 from aig.manifests.errors import AigError
 
-from .reconstruct import AutoencoderSpec, provenance_of, read_member
+from .reconstruct import AutoencoderSpec, provenance_of
 
 
 class RegenerateError(AigError, RuntimeError):
@@ -32,19 +34,13 @@ class Regenerated:
 
 
 def _samples(root: Path) -> dict[str, dict]:
-    import pyarrow.parquet as pq
-
-    rows = {}
-    for f in sorted((root / "manifest" / "samples").glob("*.parquet")):
-        for r in pq.read_table(f).to_pylist():
-            rows[r["key"]] = r
-    return rows
+    return {r["key"]: r for r in Dataset(root).read_table("samples")}
 
 
 def _image(root: Path, row: dict):
     from PIL import Image
 
-    return Image.open(io.BytesIO(read_member(root, row["shard"], row["offset_data"], row["size"]))).convert("RGB")
+    return Image.open(io.BytesIO(read_member(root, row))).convert("RGB")
 
 
 def regenerate(root: Path, key: str) -> Regenerated:

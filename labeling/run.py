@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import sys
@@ -10,7 +9,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aig.pipeline import layout
+from aig.manifests.dataset import Dataset
+from aig.manifests.layout import chunk_name
 from aig.pipeline.model_stages import CAPTION_GROUP_PREFIX
 
 from aig.manifests.errors import AigError
@@ -53,33 +53,28 @@ def group_name(job: LabelJob) -> str:
 
 
 def candidates(root: Path, job: LabelJob, splits: list[str] | None, where: str | None, limit: int | None) -> list[dict]:
-    from aig.manifests.catalog import query_rows
-
     cond = CAPTION_CANDIDATES if job.task == "caption" else ANNOTATE_CANDIDATES
     if splits:
         cond += f" and split in ({', '.join('?' for _ in splits)})"
     if where:
         cond += f" and ({where})"
-    return query_rows(root, f"select * from samples where {cond} order by key" + (f" limit {int(limit)}" if limit else ""),
-                      list(splits or []))
+    return Dataset(root).query(f"select * from samples where {cond} order by key" + (" limit ?" if limit else ""),
+                               [*(splits or []), *([int(limit)] if limit else [])])
 
 
 def labelled_keys(root: Path, job: LabelJob) -> set[str]:
     """Keys this annotator already labelled with this prompt version (or captioned)."""
-    from aig.manifests.catalog import query_rows
-
     table = "captions" if job.task == "caption" else "semantic_labels"
-    return {r["key"] for r in query_rows(root, f"select distinct key from {table} where annotator = ? and prompt_version = ?",
-                                         [job.backend.annotator_id(), job.prompt_version])}
+    return {r["key"] for r in Dataset(root).query(f"select distinct key from {table} where annotator = ? and prompt_version = ?",
+                                                  [job.backend.annotator_id(), job.prompt_version])}
 
 
 def remove_unfinished(root: Path, group: str) -> int:
     """Files of this group's chunks that have no done marker (a killed run): removed so the chunk can be redone."""
-    done = set(layout.done_markers(root))
+    ds = Dataset(root)
+    done = set(ds.done_markers())
     removed = 0
-    for path in [*root.glob(f"manifest/*/{group}-*.parquet"), *root.glob(f"shards/{group}/*/{group}-*")]:
-        chunk = path.name.split(".")[0]
-        chunk = chunk if path.parent.parent.name == "manifest" else chunk.rsplit("-", 1)[0]
+    for chunk, path in ds.chunk_files(group):
         if chunk not in done:
             path.unlink()
             removed += 1
@@ -87,7 +82,7 @@ def remove_unfinished(root: Path, group: str) -> int:
 
 
 def next_chunk(root: Path, group: str) -> int:
-    numbers = [int(name.rsplit("-", 1)[1]) for name in layout.done_markers(root) if name.rsplit("-", 1)[0] == group]
+    numbers = [int(name.rsplit("-", 1)[1]) for name in Dataset(root).done_markers() if name.rsplit("-", 1)[0] == group]
     return max(numbers, default=-1) + 1
 
 
@@ -108,28 +103,24 @@ def label_dataset(root: Path, job: LabelJob, runner, shard_cfg, splits=None, whe
 
 def _label_dataset(root: Path, job: LabelJob, runner, shard_cfg, splits, where, limit, chunk_size, command,
                    log) -> LabelReport:
-    from aig.manifests.catalog import CatalogError, refresh_catalog
+    from aig.manifests.catalog import CatalogError
     from aig.pipeline import info, provenance
-    from aig.pipeline.build import BuildError, dataset_lock, read_table, write_run
 
     from aig.pipeline.storage import is_url
 
     if is_url(root) or str(root).startswith(("s3:/", "gs:/", "az:/")):
         raise LabelError(f"'{root}' is in object storage: label-semantic works on a local dataset; copy it first "
                          "(e.g. `aws s3 sync URL DIR`), label it, and sync it back")
-    if not (root / "catalog.duckdb").is_file():
-        raise LabelError(f"'{root}' is not a dataset (no catalog.duckdb); build one first with `aig build-data -o {root}`")
+    ds = Dataset(root)
+    if not ds.catalog_path.is_file():
+        raise LabelError(f"'{root}' is not a dataset (no {ds.catalog_path.name}); build one first with "
+                         f"`aig build-data -o {root}`")
     start = time.perf_counter()
-    lock = contextlib.ExitStack()  # held until the end of the run, released in the `finally` below
-    try:
-        lock.enter_context(dataset_lock(root))
-    except BuildError as e:
-        raise LabelError(str(e).replace("aig build-data", "aig build-data or aig label-semantic")) from None
-    try:
+    with ds.lock():
         removed = remove_unfinished(root, job.group)
         if removed:
             log(f"removed {removed} file(s) of an interrupted labelling run; their chunk is redone")
-        refresh_catalog(root)
+        ds.refresh_catalog()
         try:
             rows = candidates(root, job, splits, where, limit)
             done = labelled_keys(root, job)
@@ -138,12 +129,12 @@ def _label_dataset(root: Path, job: LabelJob, runner, shard_cfg, splits, where, 
         except Exception as e:  # duckdb errors from --where
             raise LabelError(f"selecting samples failed: {e}") from None
         todo = [r for r in rows if r["key"] not in done]
-        run_id = f"run-{len(read_table(root, 'runs')) + 1:04d}"
+        run_id = ds.new_run_id()
         report = LabelReport(run_id, job.backend.annotator_id(), job.prompt_version, job.group, len(rows),
                              len(rows) - len(todo))
         if todo:
             _run_chunks(root, job, runner, shard_cfg, todo, chunk_size, run_id, report, log)
-        write_run(root, {
+        ds.write_run({
             "run_id": run_id, "command": command, "status": "complete" if not report.errors else "incomplete",
             "started_at": provenance.now(), "finished_at": provenance.now(), "config_hash": None,
             "config": json.dumps({"stage": CAPTION_STAGE if job.task == "caption" else STAGE,
@@ -156,9 +147,7 @@ def _label_dataset(root: Path, job: LabelJob, runner, shard_cfg, splits, where, 
             "n_samples": report.labelled, "n_failures": report.failures, "resumed": 0,
         })
         info.write_info(root)
-        refresh_catalog(root)
-    finally:
-        lock.close()
+        ds.refresh_catalog()
     report.seconds = time.perf_counter() - start
     return report
 
@@ -184,7 +173,7 @@ def _run_chunks(root, job, runner, shard_cfg, todo, chunk_size, run_id, report, 
             if isinstance(result, BaseException) and is_disk_full(result):
                 raise result  # label_dataset turns it into a clear error; other chunks cannot do better
             if isinstance(result, BaseException):
-                report.errors.append(f"{layout.chunk_name(job.group, first + i)}: {type(result).__name__}: {result}")
+                report.errors.append(f"{chunk_name(job.group, first + i)}: {type(result).__name__}: {result}")
             else:
                 report.labelled += result["labelled"]
                 report.failures += result["failures"]

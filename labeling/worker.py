@@ -10,11 +10,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aig.manifests.schema import CAPTIONS, SEMANTIC_INCONSISTENCIES, SEMANTIC_LABELS, parquet_bytes, to_table
-from aig.pipeline import layout
+from aig.manifests.dataset import Dataset
+from aig.manifests.layout import chunk_name
 from aig.pipeline.chunks import Outcome, failure_outcome, sample_outcome, write_chunk
 from aig.pipeline.config import ShardConfig
-from aig.pipeline.shards import atomic_write, read_member
+from aig.pipeline.shards import read_member
 
 from . import purity, schema
 from .backends import BackendSpec, Decoding, Reply, make_backend
@@ -118,7 +118,7 @@ class LabelWorker:
                                        job.max_attempts, parse_annotation)
             per = (time.perf_counter() - t0) / len(batch)
             results += [(row, *r, per) for row, r in zip(batch, out)]
-        name = layout.chunk_name(job.group, chunk)
+        name = chunk_name(job.group, chunk)
         if job.task == "caption":
             return self._write_captions(root, name, chunk, results, shard_cfg, run_id, start)
         return self._write_labels(root, name, chunk, results, shard_cfg, run_id, start)
@@ -162,9 +162,8 @@ class LabelWorker:
                                  "description": inc.description, "confidence": inc.confidence,
                                  "box": json.dumps(inc.box) if inc.box else None})
         # label tables first, then the chunk (its done marker last): a chunk without a marker is cleaned up
-        atomic_write(layout.table_file(root, "semantic_labels", name), parquet_bytes(to_table(SEMANTIC_LABELS, labels)))
-        atomic_write(layout.table_file(root, "semantic_inconsistencies", name),
-                     parquet_bytes(to_table(SEMANTIC_INCONSISTENCIES, findings)))
+        Dataset(root).write_table("semantic_labels", name, labels)
+        Dataset(root).write_table("semantic_inconsistencies", name, findings)
         stats = write_chunk(root, job.group, chunk, outcomes, shard_cfg, STAGE, run_id)
         stats.update(seconds=time.perf_counter() - start, labelled=len(labels),
                      decisions={d: sum(1 for r in labels if r["decision"] == d) for d in
@@ -202,7 +201,7 @@ class LabelWorker:
             rows.append({"key": row["key"], "source_id": row["source_id"], "caption": caption, "annotator": annotator,
                          "prompt_version": job.prompt_version, "run_id": run_id, "chunk": name,
                          "raw_text": reply.text})
-        atomic_write(layout.table_file(root, "captions", name), parquet_bytes(to_table(CAPTIONS, rows)))
+        Dataset(root).write_table("captions", name, rows)
         stats = write_chunk(root, job.group, chunk, outcomes, shard_cfg, CAPTION_STAGE, run_id)
         stats.update(seconds=time.perf_counter() - start, labelled=len(rows))
         return stats

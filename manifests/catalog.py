@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 from .errors import AigError
-
-from .schema import CATALOG_FILE, DUCKDB_TYPES, MANIFEST_DIR, TABLES
+from .layout import DatasetLayout, temp_path
+from .schema import DUCKDB_TYPES, TABLES
 
 class CatalogError(AigError, RuntimeError):
     """The catalog or a query cannot be used; the message says why and what to do."""
@@ -23,11 +23,11 @@ def _same_schema(files: list[Path]) -> bool:
 
 
 def _view_sql(root: Path, table: str, columns) -> str:
-    files = sorted((root / MANIFEST_DIR / table).glob("*.parquet"))
+    files = DatasetLayout(root).table_files(table)
     if files:
         # Absolute paths: plain `duckdb.connect(catalog)` works from any working directory; a moved dataset
         # is re-pointed by the next `aig` command (connect_readonly).
-        pattern = _sql_str(root.resolve() / MANIFEST_DIR / table / "*.parquet")
+        pattern = _sql_str(DatasetLayout(root.resolve()).table_dir(table) / "*.parquet")
         # union_by_name makes every query read all footers first (~1 s per 1,000 files): only when needed.
         union = "" if _same_schema(files) else ", union_by_name=true"
         return f"create or replace view {table} as select * from read_parquet('{pattern}'{union})"
@@ -48,8 +48,8 @@ def refresh_catalog(root: Path) -> Path:
     """(Re)create the catalog's views over the manifest, by absolute path."""
     import duckdb
 
-    path = root / CATALOG_FILE
-    tmp = root / f".{CATALOG_FILE}.tmp-{os.getpid()}"
+    path = DatasetLayout(root).catalog_path
+    tmp = temp_path(path)
     tmp.unlink(missing_ok=True)
     try:
         con = duckdb.connect(str(tmp))
@@ -68,16 +68,13 @@ def refresh_catalog(root: Path) -> Path:
 
 def points_elsewhere(view_sqls: list[str], root: Path) -> bool:
     """True when a view reads Parquet outside `root`'s manifest (the dataset was moved or copied)."""
-    prefix = f"read_parquet('{_sql_str(root.resolve() / MANIFEST_DIR)}/"
+    prefix = f"read_parquet('{_sql_str(DatasetLayout(root.resolve()).manifest_dir)}/"
     return any("read_parquet('" in sql and prefix not in sql for sql in view_sqls)
 
 
 def _sql_str(p: Path) -> str:
+    """A path as the body of an SQL string literal: only for view definitions, which take no parameters."""
     return str(p).replace("'", "''")
-
-
-def _sql_list(p: Path) -> str:
-    return f"['{_sql_str(p)}/']"
 
 
 def connect_readonly(root: Path):
@@ -90,7 +87,7 @@ def connect_readonly(root: Path):
     """
     import duckdb
 
-    path = root / CATALOG_FILE
+    path = DatasetLayout(root).catalog_path
     if not path.is_file():
         raise CatalogError(f"no catalog at '{path}': build a dataset there first with `aig build-data --output {root}`")
     absolute = root.resolve()
@@ -118,7 +115,7 @@ def connect_readonly(root: Path):
                 raise CatalogError(f"the catalog '{path}' holds an unexpected view {name!r}: "
                                    f"re-create it with `aig build-data --output {root}`")
             con.execute("CREATE OR REPLACE TEMPORARY VIEW" + sql[len("CREATE VIEW"):])
-        con.execute(f"set allowed_directories = {_sql_list(absolute)}")
+        con.execute("set allowed_directories = ?", [[f"{absolute}/"]])
         con.execute("set enable_external_access = false")
         con.execute("set lock_configuration = true")
     except BaseException:

@@ -1,8 +1,8 @@
-"""Every manifest table (samples, failures, runs, labels, captions, evaluation): columns, types, on-disk layout."""
+"""Every manifest table (samples, failures, runs, labels, captions, evaluation): columns and types.
+
+Where the tables live on disk: `aig.manifests.layout`."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 # (column, duckdb/arrow type name). Arrow types are built lazily so `aig sql` never imports pyarrow.
 SAMPLES = (
@@ -180,16 +180,7 @@ EVAL_TABLES = {"eval_runs": EVAL_RUNS, "eval_scores": EVAL_SCORES, "eval_results
 
 TABLES = {"samples": SAMPLES, "failures": FAILURES, "runs": RUNS, "semantic_labels": SEMANTIC_LABELS,
           "semantic_inconsistencies": SEMANTIC_INCONSISTENCIES, "captions": CAPTIONS, **EVAL_TABLES}
-MANIFEST_DIR = "manifest"
-CATALOG_FILE = "catalog.duckdb"
-INFO_FILE = "info.json"
-SHARDS_DIR = "shards"
-
 DUCKDB_TYPES = {"string": "VARCHAR", "int32": "INTEGER", "int64": "BIGINT", "double": "DOUBLE"}
-
-
-def table_dir(root: Path, table: str) -> Path:
-    return root / MANIFEST_DIR / table
 
 
 def arrow_schema(columns):

@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .hub import ModelLoadError
-from aig.manifests.catalog import refresh_catalog
-from aig.manifests.schema import RUNS, parquet_bytes, table_dir, to_table
+from aig.manifests.dataset import Dataset
+from aig.manifests.layout import atomic_write, chunk_name
+from aig.manifests.schema import parquet_bytes
 
 from aig.manifests.errors import AigError
 
-from . import info, ingest, layout, provenance, storage
+from . import info, ingest, provenance, storage
 from .chunks import write_chunk
 from .config import BuildConfig
 from .model_stages import MODEL_STAGES, run_stage, stage_jobs
 from .plan import hash_inputs, make_plan
 from .runner import make_executor
-from .shards import atomic_write, is_disk_full
+from .shards import is_disk_full
 from .sources import enumerate_inputs
 
 
@@ -71,25 +70,15 @@ def log(msg: str) -> None:
     print(f"[aig] {msg}", file=sys.stderr, flush=True)
 
 
-@contextmanager
-def dataset_lock(root: Path) -> Iterator[None]:
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / layout.LOCK_FILE, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BuildError(f"another `aig build-data` is writing '{root}'; wait for it to finish") from None
-        yield
-
-
 def clear_dataset(root: Path) -> None:
     """--overwrite: delete what aig wrote at the root (by name); anything else stays."""
     if not root.exists():
         return
-    if layout.foreign_entries(root) and not layout.is_dataset(root):
+    ds = Dataset(root)
+    if ds.foreign_entries() and not ds.is_dataset():
         raise BuildError(f"'{root}' is not an aig dataset folder; refusing to delete it with --overwrite")
     for child in root.iterdir():
-        if child.name == layout.LOCK_FILE or not layout.is_own(child.name):
+        if child == ds.lock_path or not ds.is_own(child.name):
             continue
         shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
@@ -112,8 +101,8 @@ def check_output(root: Path, inputs) -> None:
             how = "is" if real == f else "lies inside" if _inside(real, f) else "contains"
             raise BuildError(f"output '{root}' {how} input folder '{folder}'; write the dataset to a folder "
                              "outside the inputs (-o)")
-    foreign = layout.foreign_entries(root)
-    if foreign and not layout.is_dataset(root):
+    foreign = Dataset(root).foreign_entries()
+    if foreign and not Dataset(root).is_dataset():
         raise BuildError(f"output '{root}' is not empty and not an aig dataset (it holds '{foreign[0].name}'"
                          f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); name a new or empty "
                          "folder with -o")
@@ -128,21 +117,6 @@ def _clear(store) -> None:
     store.clear()
 
 
-def read_table(root: Path, table: str, columns: list[str] | None = None) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    files = sorted(table_dir(root, table).glob("*.parquet"))
-    rows: list[dict] = []
-    for f in files:  # a column added since an older file was written is missing there (read as absent)
-        cols = [c for c in columns if c in pq.read_schema(f).names] if columns else None
-        rows += pq.read_table(f, columns=cols).to_pylist()
-    return rows
-
-
-def write_run(root: Path, row: dict) -> None:
-    atomic_write(table_dir(root, "runs") / f"{row['run_id']}.parquet", parquet_bytes(to_table(RUNS, [row])))
-
-
 def _next_chunk(root: Path, run_ids: set[str]) -> int:
     """First free chunk number; a plan whose run row was never written (killed in between) does not count."""
     import pyarrow.compute as pc
@@ -150,9 +124,9 @@ def _next_chunk(root: Path, run_ids: set[str]) -> int:
 
     last = -1
     for run_id in run_ids:
-        if not layout.plan_path(root, run_id).is_file():
+        if not Dataset(root).plan_path(run_id).is_file():
             continue  # not a build run (e.g. label-semantic)
-        col = pq.read_table(layout.plan_path(root, run_id), columns=["chunk"])["chunk"]
+        col = pq.read_table(Dataset(root).plan_path(run_id), columns=["chunk"])["chunk"]
         if len(col):
             last = max(last, pc.max(col).as_py())
     return last + 1
@@ -162,14 +136,15 @@ def _new_run(root: Path, cfg: BuildConfig, command: str, runs: list[dict],
              on_work: Callable[[], None] = lambda: None) -> tuple[dict, list[dict]]:
     """Plan a new run; with new inputs, `on_work()` (Ray start-up and its prestarted workers) runs in this
     thread while other threads hash them."""
-    run_id = f"run-{len(runs) + 1:04d}"
+    ds = Dataset(root)
+    run_id = ds.new_run_id()
     items = enumerate_inputs(cfg.inputs) if "ingest" in cfg.stages else []
-    known = {r["input_path"] for r in read_table(root, "samples", ["input_path"])}
-    known |= {r["input_path"] for r in read_table(root, "failures", ["input_path"])}
+    known = {r["input_path"] for r in ds.read_table("samples", ["input_path"])}
+    known |= {r["input_path"] for r in ds.read_table("failures", ["input_path"])}
     fresh = [i for i in items if i.input_path not in known]
     if known and len(fresh) < len(items):
         log(f"{len(items) - len(fresh)} inputs are already in the dataset; appending {len(fresh)} new ones")
-    existing = [r for r in read_table(root, "samples", ["key", "source_sha256", "input_path", "group_id", "phash"])
+    existing = [r for r in ds.read_table("samples", ["key", "source_sha256", "input_path", "group_id", "phash"])
                 if r["source_sha256"]]  # reals only: derived samples have no source bytes of their own
     t0 = time.perf_counter()
     ing = cfg.ingest
@@ -184,14 +159,14 @@ def _new_run(root: Path, cfg: BuildConfig, command: str, runs: list[dict],
                      _next_chunk(root, {r["run_id"] for r in runs}), ing.near_dup, ing.near_dup_distance)
     if near := sum(1 for r in plan if r["near_dup_of"]):
         log(f"{near} inputs are near-duplicates of another ({'dropped' if ing.near_dup == 'drop' else 'grouped'})")
-    atomic_write(layout.plan_path(root, run_id), parquet_bytes(_plan_table(plan)))  # the plan first, then its run
+    atomic_write(ds.plan_path(run_id), parquet_bytes(_plan_table(plan)))  # the plan first, then its run
     run = {
         "run_id": run_id, "command": command, "status": "running", "started_at": provenance.now(),
         "config_hash": cfg.content_hash(), "config": json.dumps(cfg.to_dict(), sort_keys=True),
         "versions": json.dumps(provenance.library_versions(), sort_keys=True), "git_commit": provenance.git_commit(),
         "host": provenance.host(), "n_inputs": len(plan), "resumed": 0,
     }
-    write_run(root, run)
+    ds.write_run(run)
     return run, plan
 
 
@@ -204,7 +179,7 @@ def _plan_table(plan: list[dict]):
 def _load_plan(root: Path, run_id: str) -> list[dict]:
     import pyarrow.parquet as pq
 
-    path = layout.plan_path(root, run_id)
+    path = Dataset(root).plan_path(run_id)
     if not path.is_file():
         return []
     return [r for r in pq.read_table(path).to_pylist() if "input_path" in r]
@@ -236,11 +211,11 @@ def _run_ingest(root: Path, cfg: BuildConfig, run_id: str, plan: list[dict], laz
     """Run the plan's unfinished chunks; workers write them to `dest` (the dataset folder or URL)."""
     from tqdm import tqdm
 
-    done = set(layout.done_markers(root))
+    done = set(Dataset(root).done_markers())
     by_chunk: dict[int, list[dict]] = {}
     for row in plan:
         by_chunk.setdefault(row["chunk"], []).append(row)
-    todo = sorted(c for c in by_chunk if layout.chunk_name(ingest.GROUP, c) not in done)
+    todo = sorted(c for c in by_chunk if chunk_name(ingest.GROUP, c) not in done)
     if not todo:
         return 0
     executor = lazy.get()
@@ -277,7 +252,7 @@ def _isolate_chunk(executor, call: tuple) -> dict:
 
 def _start_or_resume(root: Path, cfg: BuildConfig, command: str,
                      on_work: Callable[[], None] = lambda: None) -> tuple[dict, list[dict]]:
-    runs = read_table(root, "runs")
+    runs = Dataset(root).runs
     unfinished = [r for r in runs if r["status"] == "running"]  # labelling runs end complete|incomplete
     if not unfinished:
         return _new_run(root, cfg, command, runs, on_work)
@@ -311,7 +286,8 @@ def build(cfg: BuildConfig, command: str = "aig build-data", overwrite: bool = F
 
 def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float) -> BuildReport:
     root = store.local
-    with dataset_lock(root):
+    ds = Dataset(root)
+    with ds.lock():
         if overwrite:
             _clear(store)
         # Models are checked before anything runs: a bad id fails in seconds, with nothing half-built.
@@ -325,7 +301,7 @@ def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float)
             raise
         store.push()  # the plan, then its run row
         run_id = run["run_id"]
-        for tmp in layout.temp_files(root):
+        for tmp in ds.temp_files():
             tmp.unlink(missing_ok=True)  # leftovers of a killed run; never visible under a final name
         errors: list[str] = []
         probe_error = None
@@ -342,10 +318,10 @@ def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float)
             errors.append(str(e))
         finally:
             lazy.close()
-        for tmp in layout.temp_files(root):
+        for tmp in ds.temp_files():
             tmp.unlink(missing_ok=True)  # left by a worker killed mid-write (its task was retried)
         store.pull()
-        mine = [m for m in layout.done_markers(root).values() if m.get("run_id") == run_id]
+        mine = [m for m in ds.done_markers().values() if m.get("run_id") == run_id]
         by_stage: dict[str, tuple[int, int]] = {}
         for m in mine:
             n, f = by_stage.get(m["stage"], (0, 0))
@@ -353,9 +329,9 @@ def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float)
         run.update(n_samples=sum(m["samples"] for m in mine), n_failures=sum(m["failures"] for m in mine))
         if not errors:
             run.update(status="complete", finished_at=provenance.now())
-        write_run(root, run)
+        ds.write_run(run)
         info.write_info(root)
-        refresh_catalog(root)
+        ds.refresh_catalog()
         store.push()
     if probe_error:
         raise probe_error

@@ -13,11 +13,11 @@ import json
 import tarfile
 from pathlib import Path
 
-from aig.manifests.schema import MANIFEST_DIR, SAMPLES, SHARDS_DIR
+from aig.manifests.dataset import Dataset
+from aig.manifests.layout import CATALOG_FILE, MANIFEST_DIR, SHARDS_DIR, atomic_write
+from aig.manifests.schema import SAMPLES
 
 from .chunks import NOT_IN_TAR
-from .layout import CARD_FILE
-from .shards import atomic_write
 
 DEFAULT_GROUP = "real"
 SCHEMA_TYPES = {"string": "VARCHAR", "int32": "BIGINT", "int64": "BIGINT", "double": "DOUBLE"}
@@ -83,8 +83,8 @@ def card_text(name: str, info: dict, metadata: dict) -> str:
     import yaml
 
     lines = [f"# {name}", "",
-             "Built by `aig` (WebDataset shards, a Parquet manifest in `manifest/`, a DuckDB catalog in "
-             "`catalog.duckdb`). Each shard group is a config:", "",
+             f"Built by `aig` (WebDataset shards, a Parquet manifest in `{MANIFEST_DIR}/`, a DuckDB catalog in "
+             f"`{CATALOG_FILE}`). Each shard group is a config:", "",
              "| config | " + " | ".join(("train", "val", "test")) + " |", "|---|---|---|---|"]
     for group, splits in sorted(info.get("groups", {}).items()):
         lines.append(f"| {group} | " + " | ".join(str(splits.get(s, {}).get("num_samples", 0))
@@ -101,7 +101,7 @@ def _manifest_groups(root: Path) -> dict[str, tuple[list[str], dict]]:
     """group -> (stored formats, merged structure of its provenance JSON), from the samples table."""
     import duckdb
 
-    files = sorted((root / MANIFEST_DIR / "samples").glob("*.parquet"))
+    files = Dataset(root).table_files("samples")
     if not files:
         return {}
     con = duckdb.connect()
@@ -155,6 +155,6 @@ def write_card(root: Path, info: dict) -> Path:
             sampled = _records_structure(tars, limit=None)
         extras = {k: v for k, v in sampled.items() if k not in known}
         features[group] = group_features(formats or ["png"], record_structure(provenance, extras))
-    path = root / CARD_FILE
+    path = Dataset(root).card_path
     atomic_write(path, card_text(root.resolve().name, info, card_metadata(groups, features)).encode())
     return path

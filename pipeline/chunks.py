@@ -10,12 +10,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from aig.manifests.schema import FAILURES, SAMPLES, parquet_bytes, to_table
+from aig.manifests.dataset import Dataset
+from aig.manifests.layout import atomic_write, chunk_name
+from aig.manifests.schema import parquet_bytes
 
-from . import layout, storage
+from . import storage
 from .config import ShardConfig
 from .runner import worker_location
-from .shards import Sample, atomic_write, group_into_shards, index_table, write_shard
+from .shards import Sample, group_into_shards, index_table, write_shard
 
 SPLITS = ("train", "val", "test")
 # Row fields that depend on where or when the data was built: kept out of the tar's JSON member.
@@ -44,7 +46,7 @@ class Outcome:
 def failure_outcome(input_path: str, run_id: str, stage: str, group: str, chunk: int, reason: str, error: str,
                     attempts: int = 1, duplicate_of: str | None = None) -> Outcome:
     return Outcome(failure={
-        "input_path": input_path, "run_id": run_id, "stage": stage, "chunk": layout.chunk_name(group, chunk),
+        "input_path": input_path, "run_id": run_id, "stage": stage, "chunk": chunk_name(group, chunk),
         "reason": reason, "error": error, "attempts": attempts, "duplicate_of": duplicate_of,
     })
 
@@ -73,7 +75,7 @@ def write_chunk(root: str | Path, group: str, chunk: int, outcomes: list[Outcome
 
 def _write_chunk(root: Path, group: str, chunk: int, outcomes: list[Outcome], shard_cfg: ShardConfig,
                  stage: str, run_id: str) -> dict:
-    name = layout.chunk_name(group, chunk)
+    name, ds = chunk_name(group, chunk), Dataset(root)
     rows = {o.row["key"]: o.row for o in outcomes if o.sample}
     if len(rows) != sum(1 for o in outcomes if o.sample):
         raise ValueError(f"chunk {name}: duplicate sample keys")
@@ -82,9 +84,9 @@ def _write_chunk(root: Path, group: str, chunk: int, outcomes: list[Outcome], sh
         samples = [o.sample for o in outcomes if o.sample and o.row["split"] == split]
         for part, members in enumerate(group_into_shards(samples, shard_cfg.samples_per_shard,
                                                          shard_cfg.max_shard_bytes)):
-            tar_path = layout.shard_path(root, group, split, chunk, part)
+            tar_path = ds.shard_path(group, split, chunk, part)
             written = write_shard(tar_path, members)
-            atomic_write(layout.index_path(root, tar_path), parquet_bytes(index_table(written.entries)))
+            atomic_write(ds.index_path(tar_path), parquet_bytes(index_table(written.entries)))
             rel = tar_path.relative_to(root).as_posix()
             for e in written.entries:
                 row = rows[e.key]
@@ -94,9 +96,9 @@ def _write_chunk(root: Path, group: str, chunk: int, outcomes: list[Outcome], sh
                                 "bytes": written.nbytes, "sha256": written.sha256})
     samples_rows = sorted(rows.values(), key=lambda r: r["key"])
     failure_rows = [o.failure for o in outcomes if o.failure]
-    atomic_write(layout.table_file(root, "samples", name), parquet_bytes(to_table(SAMPLES, samples_rows)))
-    atomic_write(layout.table_file(root, "failures", name), parquet_bytes(to_table(FAILURES, failure_rows)))
+    ds.write_table("samples", name, samples_rows)
+    ds.write_table("failures", name, failure_rows)
     stats = {"chunk": name, "stage": stage, "run_id": run_id, "inputs": len(outcomes), "samples": len(samples_rows),
              "failures": len(failure_rows), "shards": shard_files, "worker": worker_location()}
-    atomic_write(layout.done_path(root, name), json.dumps(stats, indent=1, sort_keys=True).encode())
+    ds.mark_done(name, stats)
     return stats

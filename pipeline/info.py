@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aig.manifests.schema import INFO_FILE, SHARDS_DIR
+from aig.manifests.dataset import Dataset
+from aig.manifests.layout import CATALOG_FILE, SHARDS_DIR, atomic_write
 
-from . import layout
 from .plan import SPLITS
-from .shards import atomic_write
 
 FORMAT_VERSION = 1
 
@@ -33,7 +32,8 @@ def _splits(shards: list[dict], strip: str = "") -> dict:
 
 
 def write_info(root: Path) -> dict:
-    markers = layout.done_markers(root)
+    ds = Dataset(root)
+    markers = ds.done_markers()
     shards = [s for m in markers.values() for s in m["shards"]]
     groups: dict[str, list[dict]] = {}
     for s in shards:
@@ -41,7 +41,7 @@ def write_info(root: Path) -> dict:
     for group, group_shards in groups.items():
         prefix = f"{SHARDS_DIR}/{group}/"
         group_info = {"name": group, "splits": _splits(group_shards, prefix)}
-        atomic_write(root / SHARDS_DIR / group / "_info.json", json.dumps(group_info, indent=1).encode())
+        atomic_write(ds.group_dir(group) / "_info.json", json.dumps(group_info, indent=1).encode())
     info = {
         "format": "aig-dataset",
         "format_version": FORMAT_VERSION,
@@ -55,10 +55,9 @@ def write_info(root: Path) -> dict:
             "shards": len(shards),
             "shard_bytes": sum(s["bytes"] for s in shards),
         },
-        "tables": {"samples": "manifest/samples/*.parquet", "failures": "manifest/failures/*.parquet",
-                   "runs": "manifest/runs/*.parquet", "catalog": "catalog.duckdb"},
+        "tables": {**{t: ds.table_glob(t) for t in ("samples", "failures", "runs")}, "catalog": CATALOG_FILE},
     }
-    atomic_write(root / INFO_FILE, json.dumps(info, indent=1).encode())
+    atomic_write(ds.info_path, json.dumps(info, indent=1).encode())
     from .card import write_card
 
     write_card(root, info)  # the Hugging Face dataset card, kept current with the shards

@@ -8,7 +8,7 @@ import os
 from .chunks import Outcome, failure_outcome, sample_outcome, write_chunk
 from .config import IngestConfig, ShardConfig
 from .decode import DecodeLimits, Rejected, canonicalize, decode_image, encode_image, kept_input, reduce_target
-from .sources import InputItem, read_bytes
+from .sources import InputItem, fetch_input
 
 STAGE = "ingest"
 GROUP = "real"  # shard group written by this stage
@@ -45,7 +45,7 @@ def prepare(plan_row: dict, cfg: IngestConfig, run_id: str, max_retries: int) ->
 
 
 def _prepare_once(plan_row: dict, cfg: IngestConfig, run_id: str) -> Outcome:
-    data = read_bytes(_item(plan_row), cfg.download)
+    data = fetch_input(_item(plan_row), cfg.download)
     sha = hashlib.sha256(data).hexdigest()
     if sha != plan_row["source_sha256"]:
         raise Rejected("changed", "file content changed between planning and ingest; re-run build-data")

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import layout
+from aig.manifests.dataset import Dataset
+from aig.manifests.layout import chunk_name
+
 from .config import BuildConfig
 
 MODEL_STAGES = ("reconstruct", "inpaint", "generate")
@@ -53,10 +55,10 @@ def real_chunks(root: Path) -> dict[int, list[dict]]:
     import pyarrow.parquet as pq
 
     out = {}
-    for name in layout.done_markers(root):
+    for name in Dataset(root).done_markers():
         group, _, number = name.rpartition("-")
         if group == REAL_GROUP:
-            rows = pq.read_table(layout.table_file(root, "samples", name)).to_pylist()
+            rows = pq.read_table(Dataset(root).table_file("samples", name)).to_pylist()
             for r in rows:
                 r["chunk"] = int(number)
             out[int(number)] = rows
@@ -68,7 +70,7 @@ def caption_chunks(root: Path) -> dict[int, list[dict]]:
     chunk, numbered in run order (append-only); a real captioned twice is used once."""
     import pyarrow.parquet as pq
 
-    markers = layout.done_markers(root)
+    markers = Dataset(root).done_markers()
     names = sorted((m["run_id"], name) for name, m in markers.items() if name.startswith(CAPTION_GROUP_PREFIX))
     if not names:
         return {}
@@ -77,7 +79,7 @@ def caption_chunks(root: Path) -> dict[int, list[dict]]:
     out = {}
     for i, (_, name) in enumerate(names):
         rows = []
-        for c in pq.read_table(layout.table_file(root, "captions", name), columns=["key", "caption"]).to_pylist():
+        for c in pq.read_table(Dataset(root).table_file("captions", name), columns=["key", "caption"]).to_pylist():
             real = reals.get(c["key"])
             if real and not real.get("caption") and c["key"] not in seen:
                 seen.add(c["key"])
@@ -140,14 +142,14 @@ def run_stage(root: Path, cfg: BuildConfig, run_id: str, stage: str, lazy, jobs:
         sources.append(("-prompts", prompt_chunks(cfg)))
     if stage == "generate":
         sources.append(("-captioned", caption_chunks(root)))
-    done = set(layout.done_markers(root))
+    done = set(Dataset(root).done_markers())
     errors: list[str] = []
     for job in jobs:
         todo, calls = [], []
         for suffix, chunks in sources:
             group = job.spec.group() + suffix
             for k, rows in chunks.items():
-                if rows and layout.chunk_name(group, k) not in done:
+                if rows and chunk_name(group, k) not in done:
                     todo.append((group, k, len(rows)))
                     calls.append((dest or str(root), k, rows, cfg.shards, run_id, group))
         if not todo:
@@ -163,7 +165,7 @@ def run_stage(root: Path, cfg: BuildConfig, run_id: str, stage: str, lazy, jobs:
                 if isinstance(result, BaseException) and (probe := model_load_failure(result)):
                     raise probe  # the model cannot run at all: retrying its other chunks cannot help
                 if isinstance(result, BaseException):
-                    errors.append(f"{layout.chunk_name(group, k)}: {type(result).__name__}: {result}")
+                    errors.append(f"{chunk_name(group, k)}: {type(result).__name__}: {result}")
                 else:
                     bar.set_postfix(failed=result["failures"], refresh=False)
                 bar.update(n)

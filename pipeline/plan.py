@@ -9,7 +9,7 @@ from dataclasses import asdict
 from .config import DownloadConfig, SplitConfig
 from .fetch import FetchError
 from .near_dup import HASH_BITS, Member, group_members, perceptual_hash
-from .sources import InputItem, read_bytes
+from .sources import InputItem, fetch_input
 
 SPLITS = ("train", "val", "test")
 
@@ -38,7 +38,7 @@ def _hash_item(item: InputItem, max_pixels: int | None = None, download: Downloa
     if item.error:
         return None, item.error, None
     try:
-        data = read_bytes(item, download)
+        data = fetch_input(item, download)
     except FetchError as e:
         return None, f"{e.reason}: {e.detail}", None
     except FileNotFoundError:

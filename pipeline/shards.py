@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from aig.manifests.layout import atomic_write
+
+from .storage import read_range
 
 MTIME = 0  # fixed, so the same samples give byte-identical tars
 IMAGE_MEMBERS = ("png", "jpg", "jpeg", "webp")  # the image member a stored sample may have
@@ -100,24 +103,6 @@ def _padded(n: int) -> int:
     return (n + 511) // 512 * 512
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, fsync, then rename into place.
-
-    A failed write (e.g. a full disk) removes its temporary file, so it does not hold on to space.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def is_disk_full(e: BaseException | None) -> bool:
     """True for ENOSPC/EDQUOT, also when wrapped (a Ray task error's cause, or an exception's __cause__)."""
     import errno
@@ -151,11 +136,10 @@ def index_table(entries: list[MemberEntry]):
     })
 
 
-def read_member(root: Path, row: dict) -> bytes:
-    """A sample's bytes, read straight from its tar with the manifest row's shard, offset and size."""
-    with open(root / row["shard"], "rb") as f:
-        f.seek(row["offset_data"])
-        data = f.read(row["size"])
+def read_member(root: str | Path, row: dict) -> bytes:
+    """A sample's bytes, read straight from its tar with the manifest row's shard, offset and size
+    (`root`: a dataset folder or URL)."""
+    data = read_range(root, row["shard"], row["offset_data"], row["size"])
     if len(data) != row["size"]:
         raise OSError(f"{row['shard']}: member {row['member']} is truncated; run `aig verify {root}`")
     return data

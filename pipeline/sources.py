@@ -188,7 +188,7 @@ def from_list(list_file: str, origin: str = "list", fmt: str | None = None, url_
     where_list = list_file if remote else str(Path(list_file).resolve())
     fmt = fmt or list_format(list_file)
     try:
-        rows = _rows_from_list(list_file, storage.read_bytes(list_file) if remote else Path(list_file).read_bytes(), fmt)
+        rows = _rows_from_list(list_file, storage.read_object(list_file) if remote else Path(list_file).read_bytes(), fmt)
     except ValueError as e:  # a damaged list is one failure row; the other inputs go on
         return [InputItem(where_list, where_list, origin=origin, error=f"unreadable_list: {e}")]
     if rows and not all(isinstance(r, dict) for r in rows):
@@ -349,14 +349,14 @@ def enumerate_inputs(cfg: InputConfig) -> list[InputItem]:
     return unique
 
 
-def read_bytes(item: InputItem, download: DownloadConfig | None = None) -> bytes:
+def fetch_input(item: InputItem, download: DownloadConfig | None = None) -> bytes:
     """An input's bytes; http(s) URLs are downloaded (aig.pipeline.fetch), raising FetchError with a reason."""
     from .fetch import fetch, is_http
 
     if is_http(item.file) and item.offset < 0:
         return fetch(item.file, download or DownloadConfig())
     if storage.is_url(item.file):
-        return storage.read_bytes(item.file, item.offset, item.size)
+        return storage.read_object(item.file, item.offset, item.size)
     if item.offset >= 0:
         with open(item.file, "rb") as f:
             f.seek(item.offset)

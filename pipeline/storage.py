@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from aig.manifests.errors import AigError
+from aig.manifests.layout import INDEX_DIR, LOCK_FILE, MANIFEST_DIR, SHARDS_DIR, DatasetLayout
 
 MIRROR_STATE = ".aig-mirror.json"
 MIRROR_LOCK = ".aig-mirror.lock"
@@ -99,8 +100,8 @@ def open_binary(url: str):
     return fs.open(path, "rb")
 
 
-def read_bytes(url: str, offset: int = -1, size: int = -1) -> bytes:
-    """A whole object, or `size` bytes at `offset` (a tar member)."""
+def read_object(url: str, offset: int = -1, size: int = -1) -> bytes:
+    """A whole object, or `size` bytes at `offset` of it (a tar member)."""
     fs, path = filesystem(url)
     if offset < 0:
         return fs.cat_file(path)
@@ -113,7 +114,7 @@ def read_bytes(url: str, offset: int = -1, size: int = -1) -> bytes:
 def read_range(root: str | Path, rel: str, offset: int, size: int) -> bytes:
     """`size` bytes at `offset` of a dataset file (local folder or URL)."""
     if is_url(root):
-        return read_bytes(join(str(root), rel), offset, size)
+        return read_object(join(str(root), rel), offset, size)
     with open(Path(root) / rel, "rb") as f:
         f.seek(offset)
         return f.read(size)
@@ -126,7 +127,7 @@ def _upload_rank(rel: str) -> tuple[int, str]:
         rank = 0
     elif rel.endswith(".index.parquet"):
         rank = 1
-    elif rel.startswith("manifest/done/"):
+    elif DatasetLayout.is_done_rel(rel):
         rank = 3  # the done marker: last
     else:
         rank = 2
@@ -165,7 +166,7 @@ def cache_root() -> Path:
 
 
 def _in_pull_scope(rel: str) -> bool:
-    return rel.startswith("manifest/") or "/" not in rel
+    return DatasetLayout.is_manifest_rel(rel) or "/" not in rel
 
 
 def _signature(entry: dict) -> str:
@@ -230,7 +231,7 @@ class Mirror:
         return {self._rel(p): e for p, e in found.items() if e.get("type", "file") == "file"}
 
     def _remote_scope(self) -> dict[str, dict]:
-        out = {rel: e for rel, e in self.listing("manifest").items()}
+        out = {rel: e for rel, e in self.listing(MANIFEST_DIR).items()}
         self.fs.invalidate_cache()
         try:
             top = self.fs.ls(self.base, detail=True) if self.fs.exists(self.base) else []
@@ -240,8 +241,7 @@ class Mirror:
         return out
 
     def is_dataset(self) -> bool:
-        return any(rel.startswith("manifest/") or rel in ("info.json", "catalog.duckdb")
-                   for rel in self._remote_scope())
+        return any(DatasetLayout.is_dataset_rel(rel) for rel in self._remote_scope())
 
     def remote_state(self) -> str:
         """'empty', 'dataset' or 'other' (objects there, none of them a dataset's)."""
@@ -298,7 +298,7 @@ class Mirror:
                 rel = p.relative_to(self.local).as_posix()
                 if p.is_file() and not p.name.startswith(".") and state["local"].get(rel) != _stat(p):
                     changed.append(rel)
-            for rel in sorted(changed, key=lambda r: (r.startswith("manifest/runs/"), r)):
+            for rel in sorted(changed, key=lambda r: (DatasetLayout.is_table_rel(r, "runs"), r)):
                 remote = f"{self.base}/{rel}"
                 try:
                     self.fs.put_file(str(self.local / rel), remote)
@@ -317,7 +317,7 @@ class Mirror:
             raise _hint(self.url, e) from None
         self.fs.invalidate_cache()
         for p in sorted(self.local.rglob("*"), reverse=True):
-            if p.name not in (MIRROR_LOCK,) and not p.name.startswith(".aig.lock"):
+            if p.name not in (MIRROR_LOCK,) and not p.name.startswith(LOCK_FILE):
                 p.rmdir() if p.is_dir() else p.unlink()
 
 
@@ -331,8 +331,8 @@ def local_view(location: str | Path) -> Path:
         return Path(location)
     mirror = Mirror(str(location), "view")
     mirror.pull()
-    if not (mirror.local / "manifest").is_dir():
-        raise StorageError(f"'{location}' holds no aig dataset (no manifest/ there); "
+    if not DatasetLayout(mirror.local).manifest_dir.is_dir():
+        raise StorageError(f"'{location}' holds no aig dataset (no {MANIFEST_DIR}/ there); "
                            f"build one with `aig build-data --output {location}`")
     return mirror.local
 
@@ -346,7 +346,7 @@ class LocalFiles:
         self.root = root
 
     def tars(self) -> list[str]:
-        return sorted(p.relative_to(self.root).as_posix() for p in (self.root / "shards").glob("**/*.tar"))
+        return sorted(p.relative_to(self.root).as_posix() for p in DatasetLayout(self.root).shards_dir.glob("**/*.tar"))
 
     def exists(self, rel: str) -> bool:
         return (self.root / rel).is_file()
@@ -358,7 +358,7 @@ class LocalFiles:
         return open(self.root / rel, "rb")
 
     def temp_files(self) -> list[str]:
-        return sorted(p.relative_to(self.root).as_posix() for p in self.root.glob("**/.*.tmp-*") if p.is_file())
+        return [p.relative_to(self.root).as_posix() for p in DatasetLayout(self.root).temp_files()]
 
     def total_bytes(self) -> tuple[int, int]:
         files = [p for p in self.root.rglob("*") if p.is_file()]
@@ -370,7 +370,7 @@ class RemoteFiles:
 
     def __init__(self, url: str):
         self.mirror = Mirror(url, "view")
-        found = {**self.mirror.listing("shards"), **self.mirror.listing("index")}  # tars and their indexes
+        found = {**self.mirror.listing(SHARDS_DIR), **self.mirror.listing(INDEX_DIR)}  # tars and their indexes
         self._shards = {rel: e["size"] for rel, e in found.items()}
 
     def tars(self) -> list[str]:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aig.manifests.schema import CATALOG_FILE, MANIFEST_DIR, table_dir
+from aig.manifests.dataset import Dataset
+from aig.manifests.layout import CATALOG_FILE, MANIFEST_DIR, index_rel
 
-from . import layout, storage
+from . import storage
 
 RESTORE = "restore it from a copy (it cannot be rebuilt from the shards)"
 CHUNK_TABLES = ("samples", "failures")
@@ -34,14 +35,14 @@ def _members(files, rel: str) -> dict[str, tuple[int, int]]:
 def verify_dataset(location: str | Path) -> list[str]:
     """Return a list of problems (empty when the dataset is consistent). `location`: a folder or a URL."""
     root = storage.local_view(location)  # manifest files: the folder itself, or a local mirror of the URL's
-    if not layout.is_dataset(root):
-        return [f"'{location}' is not an aig dataset (no manifest/ folder)"]
+    if not Dataset(root).is_dataset():
+        return [f"'{location}' is not an aig dataset (no {MANIFEST_DIR}/ folder)"]
     return _verify(root, storage.dataset_files(location, root))
 
 
 def _read_markers(root: Path, problems: list[str]) -> dict[str, dict]:
     markers = {}
-    for p in sorted((root / MANIFEST_DIR / "done").glob("*.json")):
+    for p in sorted(Dataset(root).done_dir.glob("*.json")):
         try:
             m = json.loads(p.read_text())
             if not all(isinstance(m.get(k), int) for k in ("samples", "failures")) or \
@@ -56,25 +57,26 @@ def _read_markers(root: Path, problems: list[str]) -> dict[str, dict]:
 def _read_tables(root: Path, problems: list[str]) -> dict[str, dict[str, pa.Table]]:
     """Every manifest Parquet file read whole; {table: {chunk: rows}} for the chunk tables."""
     tables: dict[str, dict[str, pa.Table]] = {t: {} for t in CHUNK_TABLES}
-    for f in sorted((root / MANIFEST_DIR).rglob("*.parquet")):
+    manifest = Dataset(root).manifest_dir
+    for f in sorted(manifest.rglob("*.parquet")):
         try:
             t = pq.read_table(f)
         except (pa.ArrowException, OSError) as e:
             problems.append(f"{f.relative_to(root)}: damaged Parquet file ({str(e).splitlines()[0]}); {RESTORE}")
             continue
-        if f.parent.name in tables and f.parent.parent.name == MANIFEST_DIR:
+        if f.parent.name in tables and f.parent.parent == manifest:
             tables[f.parent.name][f.stem] = t
     return tables
 
 
 def _check_catalog(root: Path) -> list[str]:
-    from aig.manifests.catalog import CatalogError, connect_readonly
+    from aig.manifests.catalog import CatalogError
 
     fix = "re-run the same `aig build-data` command to rebuild it (nothing is ingested twice)"
-    if not (root / CATALOG_FILE).is_file():
+    if not Dataset(root).catalog_path.is_file():
         return [f"{CATALOG_FILE}: missing; {fix}"]
     try:
-        con = connect_readonly(root)
+        con = Dataset(root).connect()
         try:
             con.execute("select count(*) from duckdb_views() where not internal").fetchall()
         finally:
@@ -88,6 +90,7 @@ def _check_catalog(root: Path) -> list[str]:
 
 def _verify(root: Path, files) -> list[str]:
     problems: list[str] = []
+    ds = Dataset(root)
     markers = _read_markers(root, problems)
     tables = _read_tables(root, problems)
     problems += _check_catalog(root)
@@ -96,14 +99,14 @@ def _verify(root: Path, files) -> list[str]:
         for s in marker["shards"]:
             listed[s["path"]] = s
         for table in CHUNK_TABLES:
-            f = layout.table_file(root, table, chunk)
+            f = ds.table_file(table, chunk)
             if not f.is_file():
                 problems.append(f"chunk {chunk}: done marker present but {table} table file missing")
             elif chunk in tables[table] and tables[table][chunk].num_rows != marker[table]:
                 problems.append(f"{f.relative_to(root)}: {tables[table][chunk].num_rows} rows, its done marker "
                                 f"counts {marker[table]} (rows lost or added); {RESTORE}")
     for table in CHUNK_TABLES:
-        for f in table_dir(root, table).glob("*.parquet"):
+        for f in ds.table_files(table):
             if f.stem not in markers:
                 problems.append(f"{f.relative_to(root)}: no done marker (unfinished chunk: re-run build-data)")
     on_disk = set(files.tars())
@@ -133,7 +136,7 @@ def _verify(root: Path, files) -> list[str]:
 
 
 def _check_index(files, rel: str, members: dict[str, tuple[int, int]], keys: dict[str, set[str]]) -> list[str]:
-    index = layout.index_rel(rel)
+    index = index_rel(rel)
     if not files.exists(index):
         return [f"{index}: index missing"]
     try:

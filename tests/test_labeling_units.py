@@ -57,6 +57,9 @@ def test_purity_truth_table():
     clean = schema.Annotation("consistent", [])
     assert purity.decide("fake", strong, rules)[0] == "accepted"
     assert purity.decide("fake", clean, rules)[0] == "excluded"
+    # the verdict says inconsistent but nothing reaches min_confidence: the conservative decision
+    assert purity.decide("fake", weak, rules)[0] == "excluded"
+    assert purity.decide("real", weak, rules)[0] == "quarantined"
     assert purity.decide("real", clean, rules)[0] == "accepted"
     assert purity.decide("real", strong, rules)[0] == "quarantined"
     assert purity.decide("real", strong, purity.PurityRules(quarantine_inconsistent_reals=False))[0] == "accepted"

@@ -92,7 +92,7 @@ def test_transient_read_errors_are_retried_then_recorded(monkeypatch, tmp_path):
            "error": None, "key": "abc", "group_id": "abc", "split": "train", "caption": None, "origin": "folder",
            "source_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     calls = {"n": 0}
-    real_read = ingest.read_bytes
+    real_read = ingest.fetch_input
 
     def flaky(item, download=None):
         calls["n"] += 1
@@ -100,7 +100,7 @@ def test_transient_read_errors_are_retried_then_recorded(monkeypatch, tmp_path):
             raise OSError("stale NFS handle")
         return real_read(item, download)
 
-    monkeypatch.setattr(ingest, "read_bytes", flaky)
+    monkeypatch.setattr(ingest, "fetch_input", flaky)
     assert ingest.prepare(row, IngestConfig(), "run-0001", max_retries=2).sample is not None
     calls["n"] = -10
     out = ingest.prepare(row, IngestConfig(), "run-0001", max_retries=2)
@@ -224,3 +224,25 @@ def test_catalog_points_elsewhere(tmp_path):
     other = "create view samples as select * from read_parquet('/old/place/manifest/samples/*.parquet')"
     empty = "create view runs as select null::VARCHAR as run_id where false"
     assert not points_elsewhere([mine, empty], tmp_path) and points_elsewhere([mine, other], tmp_path)
+
+
+def test_dataset_owns_tables_runs_done_markers_and_the_lock(tmp_path):
+    from aig.manifests.dataset import Dataset, DatasetBusy
+    from aig.manifests.schema import RUNS
+
+    ds = Dataset(tmp_path / "ds")
+    assert not ds.is_dataset() and ds.new_run_id() == "run-0001"
+    ds.write_run({"run_id": "run-0001", "status": "running", "n_inputs": 3})  # the table's schema, nulls filled in
+    assert ds.runs == [{**{c: None for c, _ in RUNS}, "run_id": "run-0001", "status": "running", "n_inputs": 3}]
+    assert ds.new_run_id() == "run-0002"
+    ds.mark_done("real-000000", {"samples": 1})
+    assert ds.done_markers() == {"real-000000": {"samples": 1}} and ds.is_dataset()
+    assert Dataset.is_done_rel("manifest/done/real-000000.json") and Dataset.is_table_rel("manifest/runs/x", "runs")
+    (ds.root / "photo.jpg").write_bytes(b"")
+    assert [p.name for p in ds.foreign_entries()] == ["photo.jpg"]
+    with ds.lock():
+        with pytest.raises(DatasetBusy, match="is writing"):
+            with ds.lock():
+                pass
+    with ds.lock():  # released
+        pass

@@ -71,9 +71,9 @@ def test_verify_counts_rows_and_finds_orphans(small_dataset, tmp_path):
     rows = pq.read_table(table)
     lost = rows.slice(0, 1).to_pylist()[0]
     pq.write_table(rows.slice(1), table)  # a row removed: its member is now an orphan
-    from aig.pipeline.layout import index_path
+    from aig.manifests.dataset import Dataset
 
-    index = index_path(ds, tars[-1])
+    index = Dataset(ds).index_path(tars[-1])
     idx = pq.read_table(index)
     pq.write_table(idx.slice(1), index)
     proc = run_aig("verify", ds, check=False)

@@ -53,7 +53,9 @@ def pixel_config(options: dict):
 
 def train_branch(cfg, branch: str = "pixel") -> dict:
     """Train locally or on Ray Train; returns the summary (export folder, steps, threshold, val metrics)."""
-    if not (Path(cfg.dataset) / "catalog.duckdb").is_file():
+    from aig.manifests.dataset import Dataset
+
+    if not Dataset(cfg.dataset).catalog_path.is_file():
         from .shards import DataError
 
         raise DataError(f"no dataset at '{cfg.dataset}': build one with `aig build-data -o {cfg.dataset}`")
