@@ -37,3 +37,9 @@ def split_shards(root: Path, task: str, split: str) -> list[str]:
 
 def run_ids(root: Path, task: str) -> list[str]:
     return [r[0] for r in _rows(root, f"select distinct run_id from samples where task = '{task}' order by 1")]
+
+
+def provenance(root: Path, task: str, shards: list[str]) -> dict:
+    """The dataset a model was trained on: its folder, the build runs and the shards read."""
+    return {"root": str(root.resolve()), "run_ids": run_ids(root, task),
+            "train_shards": [str(Path(s).relative_to(root)) for s in shards]}
