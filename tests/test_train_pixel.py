@@ -186,7 +186,7 @@ def test_bad_inputs_fail_clearly(pixel_dataset, tmp_path):
              ({"loader_workers": 50}, "cannot feed 1 rank(s) x 50 loader worker(s)")]
     for extra, message in cases:
         with pytest.raises(ValueError) as e:
-            train("pixel", dataset=str(pixel_dataset), output=str(tmp_path / "r"), **extra)
+            train("pixel", **{"dataset": str(pixel_dataset), "output": str(tmp_path / "r"), **extra})
         assert message in str(e.value)
     assert not (tmp_path / "r" / "final").exists()
 
