@@ -16,6 +16,20 @@ class ConfigError(AigError, ValueError):
     """A training option is invalid; the message names it."""
 
 
+TRACKERS = ("tensorboard",)  # --log-with: metrics also go to these, beside metrics.jsonl
+
+
+def check_log_with(trackers: list[str]) -> None:
+    """Refuse unknown trackers and missing packages before training starts."""
+    import importlib.util
+
+    for t in trackers:
+        if t not in TRACKERS:
+            raise ConfigError(f"--log-with {t!r} unknown; use {' or '.join(TRACKERS)}")
+        if importlib.util.find_spec(t) is None:
+            raise ConfigError(f"--log-with {t} needs the {t} package: pip install 'aig[{t}]'")
+
+
 @dataclass(kw_only=True)
 class TrainConfig:
     """The fields of every branch; a branch declares the ones whose defaults differ (output, model, LoRA, optimizer)."""
@@ -73,8 +87,6 @@ class TrainConfig:
         for ok, msg in self.checks():
             if not ok:
                 raise ConfigError(msg)
-        from .metrics import check_log_with
-
         check_log_with(self.log_with)
 
 

@@ -10,8 +10,6 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
-
 from .config import ConfigError, TrainConfig
 
 RESUME_IGNORED = {"resume", "progress", "ray_address", "val_every", "save_every", "log_every", "log_with", "output", "merge"}
@@ -38,14 +36,17 @@ class TrainReport:
         return cls(**d)
 
 
-class Adapter(Protocol):
-    """What a branch brings to the loop; rank 0 alone validates and exports."""
+class Adapter:
+    """What a branch brings to the loop (one per rank; the loop sets rank and world); rank 0 alone validates
+    and exports."""
 
-    cfg: TrainConfig
     unit: str            # what a batch counts, for the throughput metric '{unit}_per_s'
     full_state: bool     # checkpoints hold the whole model (else only its trainable weights)
 
-    def prepare(self, rank: int, world: int) -> int:
+    def __init__(self, cfg: TrainConfig):
+        self.cfg, self.rank, self.world = cfg, 0, 1
+
+    def prepare(self) -> int:
         """Read the dataset's index (refusing what cannot train); return the number of optimizer steps."""
 
     def build(self):
@@ -65,6 +66,7 @@ class Adapter(Protocol):
 
     def rank_state(self):
         """This rank's part of a checkpoint (gathered from every rank)."""
+        return None
 
     def checkpoint_meta(self, gathered: list) -> dict:
         """Checkpoint fields from every rank's rank_state()."""
@@ -74,6 +76,7 @@ class Adapter(Protocol):
 
     def stop(self) -> None:
         """Close the batch stream."""
+        return None
 
     def finish(self) -> dict:
         """Final calibration and validation: the last metrics line's fields."""
@@ -145,7 +148,8 @@ def train(adapter: Adapter, rank: int = 0, world: int = 1, local_rank: int = 0) 
     meta = None
     if cfg.resume:  # checked first: a refused resume costs nothing
         ms, osd, meta, rng = resume_state(cfg, ckdir)
-    total = adapter.prepare(rank, world)
+    adapter.rank, adapter.world = rank, world
+    total = adapter.prepare()
     device = device_for(cfg, local_rank)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

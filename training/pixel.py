@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from .config import PixelConfig
-from .loop import TrainReport, versions
+from .loop import Adapter, TrainReport, versions
 from .shards import DataError
 
 
@@ -60,20 +60,16 @@ def calibrate(model, export_cfg: dict, pairs: list[tuple], device) -> float:
     return best_threshold(s, [0, 1] * len(pairs))
 
 
-class PixelAdapter:
+class PixelAdapter(Adapter):
     """training.loop's adapter for the pixel branch (one per rank)."""
 
     unit = "images"
     full_state = True
 
-    def __init__(self, cfg: PixelConfig):
-        self.cfg = cfg
-
-    def prepare(self, rank: int, world: int) -> int:
+    def prepare(self) -> int:
         from .shards import split_shards
 
-        cfg, root = self.cfg, Path(self.cfg.dataset)
-        self.rank, self.world = rank, world
+        cfg, root, world = self.cfg, Path(self.cfg.dataset), self.world
         self.train_shards = split_shards(root, "pixel", "train")
         train_pairs = _pair_ids(root, "train")
         if not self.train_shards or not train_pairs:

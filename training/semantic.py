@@ -8,8 +8,8 @@ import json
 import math
 from pathlib import Path
 
-from .config import ConfigError, SemanticConfig
-from .loop import TrainReport, versions
+from .config import ConfigError
+from .loop import Adapter, TrainReport, versions
 from .shards import DataError
 
 
@@ -56,22 +56,18 @@ def load_semantic_model(path, base_model: str | None = None, merge: bool = False
     return model.eval(), AutoProcessor.from_pretrained(str(path)), info
 
 
-class SemanticAdapter:
+class SemanticAdapter(Adapter):
     """training.loop's adapter for the semantic branch (one per rank); checkpoints hold the LoRA weights only."""
 
     unit = "records"
     full_state = False
 
-    def __init__(self, cfg: SemanticConfig):
-        self.cfg = cfg
-
-    def prepare(self, rank: int, world: int) -> int:
+    def prepare(self) -> int:
         from .pixel_stream import Skips
         from .semantic_data import read_records
         from .shards import split_shards
 
-        cfg, root = self.cfg, Path(self.cfg.dataset)
-        self.rank, self.world = rank, world
+        cfg, root, world = self.cfg, Path(self.cfg.dataset), self.world
         self.skips = Skips()
         self.shards = split_shards(root, "semantic-sft", "train")
         self.records = read_records(self.shards, self.skips)
@@ -129,9 +125,6 @@ class SemanticAdapter:
     def log_fields(self) -> dict:
         return {"skipped": self.skipped + self.skips.total}
 
-    def rank_state(self):
-        return None
-
     def checkpoint_meta(self, gathered: list) -> dict:
         return {"skipped": self.skipped + self.skips.total}  # every rank reads every record: rank 0's count
 
@@ -144,9 +137,6 @@ class SemanticAdapter:
         s = verdict_scores(self.model, self.processor, self.val, self.device)
         y = [r.label == "fake" for r in self.val]
         return {"records": len(self.val), "auroc": auroc(s, y), "balanced_accuracy": balanced_accuracy(s, y, 0.0)}
-
-    def stop(self) -> None:
-        pass
 
     def finish(self) -> dict:
         self.metrics = self.validate()
