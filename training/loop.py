@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from .config import ConfigError, TrainConfig
@@ -36,7 +37,7 @@ class TrainReport:
         return cls(**d)
 
 
-class Adapter:
+class Adapter(ABC):
     """What a branch brings to the loop (one per rank; the loop sets rank and world); rank 0 alone validates
     and exports."""
 
@@ -46,21 +47,27 @@ class Adapter:
     def __init__(self, cfg: TrainConfig):
         self.cfg, self.rank, self.world = cfg, 0, 1
 
+    @abstractmethod
     def prepare(self) -> int:
         """Read the dataset's index (refusing what cannot train); return the number of optimizer steps."""
 
+    @abstractmethod
     def build(self):
         """The model to train (on the CPU)."""
 
+    @abstractmethod
     def start(self, step: int, meta: dict | None, device) -> None:
         """Open the batch stream at `step` (the checkpoint's meta when resuming); rank 0 reads validation data."""
 
+    @abstractmethod
     def batch(self, step: int, micro: int) -> tuple[dict, int]:
         """(model inputs on the device, items counted) of a micro-batch."""
 
+    @abstractmethod
     def loss(self, net, batch: dict):
         """The batch's mean loss (under autocast)."""
 
+    @abstractmethod
     def log_fields(self) -> dict:
         """Extra fields of a training metrics line."""
 
@@ -68,9 +75,11 @@ class Adapter:
         """This rank's part of a checkpoint (gathered from every rank)."""
         return None
 
+    @abstractmethod
     def checkpoint_meta(self, gathered: list) -> dict:
         """Checkpoint fields from every rank's rank_state()."""
 
+    @abstractmethod
     def validate(self) -> dict | None:
         """Validation metrics of the model being trained (None: nothing to validate)."""
 
@@ -78,9 +87,11 @@ class Adapter:
         """Close the batch stream."""
         return None
 
+    @abstractmethod
     def finish(self) -> dict:
         """Final calibration and validation: the last metrics line's fields."""
 
+    @abstractmethod
     def export(self, steps: int, skipped: int) -> TrainReport:
         """Write the trained model and its provenance."""
 
