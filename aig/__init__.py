@@ -68,14 +68,14 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'aig' has no attribute {name!r}")
 
 
-def train(branch: str, **options) -> dict:
+def train(branch: str, **options):
     """`aig train --branch BRANCH`: options are the command's, with underscores (dataset, output, max_steps, ...);
-    unset ones take the branch's defaults. Returns the run summary (metrics, paths)."""
-    from aig.training.cli import run_branch
+    unset ones take the branch's defaults. Returns the TrainReport (export folder, steps, validation metrics)."""
+    from aig.training.run import config_from_options, run
 
     options.setdefault("dataset", "aig-data")
     options.setdefault("output", str(Path("aig-runs") / branch))
-    return run_branch(branch, options)
+    return run(config_from_options(branch, options))
 
 
 def evaluate(dataset: str | Path, *, tau: str | float = "0.5", command: str = "aig.evaluate", log=print, **options):

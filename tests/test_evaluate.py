@@ -277,10 +277,13 @@ def test_python_api_returns_the_commands_reports(pairs, models, tmp_path):
     with pytest.raises(aig.AigError, match=r"--threshold 0.2 must be in \[0.5, 1\)"):
         aig.audit(ds, threshold=0.2)
     assert not aig.audit(ds).flagged
+    earlier = sql_rows(ds, "select count(*) as n from eval_runs")[0]["n"]  # other tests may have evaluated `pairs`
     report = aig.evaluate(ds, pixel=str(models["pixel"]), perturbations=("none", "jpeg75"), log=lambda m: None)
-    assert report.eval_id == "eval-0001" and len(report.scores) == 12 * 2
-    assert report.lines()[1] == f"evaluation eval-0001: 24 scores, {len(report.results)} result rows"
-    assert sql_rows(ds, "select count(*) as n from eval_scores where perturbation = 'jpeg75'") == [{"n": 12}]
+    eval_id = f"eval-{earlier + 1:04d}"
+    assert report.eval_id == eval_id and len(report.scores) == 12 * 2
+    assert report.lines()[1] == f"evaluation {eval_id}: 24 scores, {len(report.results)} result rows"
+    assert sql_rows(ds, "select count(*) as n from eval_scores where perturbation = 'jpeg75' "
+                        f"and eval_id = '{eval_id}'") == [{"n": 12}]
 
 
 def test_report_renders_in_chromium(pairs, models, tmp_path):

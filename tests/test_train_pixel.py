@@ -146,13 +146,13 @@ def test_train_cli_exports_a_detector_skipping_a_corrupt_member_never_reading_te
 def test_resume_after_kill_equals_uninterrupted_run(pixel_dataset, tmp_path):
     from safetensors.torch import load_file
 
-    from aig.training.cli import run_branch
+    from aig import train
 
     args = ["train", "-d", pixel_dataset, "--max-steps", "5", "--save-every", "1", "--loader-workers", "2", *FAST]
     options = {"dataset": str(pixel_dataset), "output": str(tmp_path / "a"), "max_steps": 5, "save_every": 1,
                "loader_workers": 2, "crop_size": 32, "batch_size": 4, "crops_per_pair": 2, "threads": 1,
                "progress": False, "log_every": 1, "warmup_steps": 2}
-    run_branch("pixel", options)  # uninterrupted, in-process
+    train("pixel", **options)  # uninterrupted, in-process
     b = tmp_path / "b"
     start_and_kill([*args, "-o", b], b / "checkpoints" / "last", "state.json", 1)
     step = json.loads((b / "checkpoints" / "last" / "state.json").read_text())["step"]
@@ -167,11 +167,11 @@ def test_resume_after_kill_equals_uninterrupted_run(pixel_dataset, tmp_path):
     from aig.training.config import ConfigError
 
     with pytest.raises(ConfigError, match="different settings.*: lr"):
-        run_branch("pixel", {**options, "output": str(b), "resume": True, "lr": 0.1})
+        train("pixel", **{**options, "output": str(b), "resume": True, "lr": 0.1})
 
 
 def test_bad_inputs_fail_clearly(pixel_dataset, tmp_path):
-    from aig.training.cli import run_branch
+    from aig import train
 
     p = run_aig("train", "-d", pixel_dataset, "-o", tmp_path / "r", "--model", "no_such_net", check=False)
     assert p.returncode == 2 and "unknown timm model 'no_such_net'" in p.stderr
@@ -186,7 +186,7 @@ def test_bad_inputs_fail_clearly(pixel_dataset, tmp_path):
              ({"loader_workers": 50}, "cannot feed 1 rank(s) x 50 loader worker(s)")]
     for extra, message in cases:
         with pytest.raises(ValueError) as e:
-            run_branch("pixel", {"dataset": str(pixel_dataset), "output": str(tmp_path / "r"), **extra})
+            train("pixel", **{"dataset": str(pixel_dataset), "output": str(tmp_path / "r"), **extra})
         assert message in str(e.value)
     assert not (tmp_path / "r" / "final").exists()
 

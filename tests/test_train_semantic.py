@@ -83,13 +83,13 @@ def test_semantic_cli_trains_a_lora_adapter_and_merges(sft, tmp_path):
 
 
 def test_semantic_bad_inputs(sft, tmp_path):
-    from aig.training.cli import run_branch
+    from aig import train
 
     for extra, msg in [({}, "needs --model"), ({"model": str(tmp_path / "nope")}, "could not load VLM"),
                        ({"model": str(sft["vlm"]), "crop_size": 32}, "--crop-size apply to --branch pixel only"),
                        ({"model": str(sft["vlm"]), "lora_targets": ["no_such_module"]}, "match no module")]:
         with pytest.raises(ValueError, match=msg):
-            run_branch("semantic", {"dataset": str(sft["ds"]), "output": str(tmp_path / "o"), "max_steps": 1, **extra})
+            train("semantic", dataset=str(sft["ds"]), output=str(tmp_path / "o"), max_steps=1, **extra)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The `aig train` typer command (options only; the work is in aig.training.cli). Imports nothing heavy."""
+"""The `aig train` typer command: options -> the branch's config -> aig.training.run.run. Imports nothing heavy."""
 
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ def train(
     """Train a branch from the dataset's shards: pixel (real/reconstruction pairs) or semantic (VLM SFT)."""
     import json
 
-    from .cli import run_branch
+    from .metrics import finite
+    from .run import config_from_options, run
 
     options = dict(
         dataset=str(dataset), output=str(output or Path("aig-runs") / branch), model=model, pretrained=pretrained,
@@ -89,11 +90,5 @@ def train(
         gradient_checkpointing=gradient_checkpointing or None, merge=merge or None, max_length=max_length,
         log_with=log_with or None,
     )
-    try:
-        summary = run_branch(branch, options)
-    except ValueError as e:  # ConfigError, DataError, ModelError, CheckpointError
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2)
-    from .metrics import finite
-
-    typer.echo(json.dumps(finite(summary), indent=1, default=str))
+    report = run(config_from_options(branch, options))
+    typer.echo(json.dumps(finite(report.to_dict()), indent=1, default=str))

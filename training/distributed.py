@@ -9,31 +9,23 @@ from pathlib import Path
 
 
 def _rank_worker(config: dict) -> None:
-    """One Ray Train rank: the branch's own loop with this rank's place in the world; rank 0 writes summary.json."""
+    """One Ray Train rank: the training loop with this rank's place in the world; rank 0 writes summary.json."""
     import ray.train
     import torch
 
+    from .branches import adapter_for
+    from .config import CONFIGS
+    from .loop import train
+
     config = dict(config)
-    run, cfg = _branch_loop(config.pop("_branch"), config)
+    cfg = CONFIGS[config.pop("_branch")].from_dict(config)
     cfg.threads = cfg.threads or 1
     if torch.cuda.is_available():
         cfg.device = "cuda"
     ctx = ray.train.get_context()
-    summary = run(cfg, ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank())
+    report = train(adapter_for(cfg), ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank())
     if ctx.get_world_rank() == 0:
-        (Path(cfg.output) / "summary.json").write_text(json.dumps(summary, indent=1))
-
-
-def _branch_loop(branch: str, config: dict):
-    """(training loop, its config) of a branch."""
-    if branch == "semantic":
-        from .semantic import SemanticConfig, run_semantic
-
-        return run_semantic, SemanticConfig.from_dict(config)
-    from .config import PixelConfig
-    from .pixel import run_pixel
-
-    return run_pixel, PixelConfig.from_dict(config)
+        (Path(cfg.output) / "summary.json").write_text(json.dumps(report.to_dict(), indent=1))
 
 
 def run_on_ray(cfg, branch: str = "pixel") -> dict:

@@ -64,22 +64,6 @@ def finite(obj):
     return obj
 
 
-TRACKERS = ("tensorboard",)
-
-
-def check_log_with(trackers: list[str]) -> None:
-    """Refuse unknown trackers and missing packages before training starts."""
-    import importlib.util
-
-    from .config import ConfigError
-
-    for t in trackers:
-        if t not in TRACKERS:
-            raise ConfigError(f"--log-with {t!r} unknown; use {' or '.join(TRACKERS)}")
-        if importlib.util.find_spec(t) is None:
-            raise ConfigError(f"--log-with {t} needs the {t} package: pip install 'aig[{t}]'")
-
-
 class MetricsLog:
     """Append-only JSONL; on resume, lines after the checkpoint's step are dropped first.
 

@@ -9,6 +9,7 @@ import json
 import random
 from dataclasses import dataclass
 
+from .config import ConfigError
 
 
 @dataclass
@@ -76,8 +77,8 @@ def _texts(processor, messages: list) -> tuple[str, str]:
     full = render(processor, messages, add_generation_prompt=False)
     prompt = render(processor, messages[:-1], add_generation_prompt=True)
     if not full.startswith(prompt):
-        raise ValueError("the chat template does not render the prompt as a prefix of the full conversation; "
-                         "answer-only loss needs that")
+        raise ConfigError("the chat template does not render the prompt as a prefix of the full conversation; "
+                          "answer-only loss needs that")
     return full, prompt
 
 
@@ -128,8 +129,8 @@ def sft_batch(processor, records: list[Record], max_length: int):
         full, prompt = _texts(processor, r.messages)
         it = encode(processor, scrambled_image(r), prompt, full[len(prompt):])
         if len(it["input_ids"]) > max_length:
-            raise ValueError(f"record {r.key} has {len(it['input_ids'])} tokens, more than --max-length {max_length}; "
-                             "raise --max-length (truncating would cut the answer or the image tokens)")
+            raise ConfigError(f"record {r.key} has {len(it['input_ids'])} tokens, more than --max-length {max_length}; "
+                              "raise --max-length (truncating would cut the answer or the image tokens)")
         items.append(it)
     pad = processor.tokenizer.pad_token_id
     return collate(items, pad if pad is not None else 0)
