@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from aig.manifests.errors import AigError
 from aig.pipeline.cli_config import ConfigOpt
+from aig.labeling.options import LabelOptions
 from aig.pipeline.config import DEFAULT_OUTPUT, BuildConfig
 
 
@@ -35,6 +36,7 @@ DatasetLocation = Annotated[str, typer.Option("--dataset", "-d", help="Dataset f
 DatasetPos = Annotated[Optional[str], typer.Argument(metavar="DATASET", show_default=False, help="Dataset folder or URL (or -d).")]
 Executor = Literal["ray", "local"]
 _B = BuildConfig()
+_L = LabelOptions()
 
 
 def _version(value: bool) -> None:
@@ -375,52 +377,46 @@ def report(
 
 @app.command("label-semantic")
 def label_semantic(
+    ctx: typer.Context,
     dataset: DatasetArg = Path(DEFAULT_OUTPUT),
-    model: Annotated[Optional[str], typer.Option(help="The annotator VLM: hub id or local path (transformers), or the served model name (openai).")] = None,
-    backend: Annotated[Literal["transformers", "openai"], typer.Option(help="transformers (a local chat VLM) or openai (an OpenAI-compatible endpoint).")] = "transformers",
-    revision: Annotated[Optional[str], typer.Option(help="Model revision (transformers).")] = None,
-    base_url: Annotated[Optional[str], typer.Option(envvar="OPENAI_BASE_URL", help="Endpoint, e.g. http://localhost:8000/v1 (openai).")] = None,
-    api_key: Annotated[Optional[str], typer.Option(envvar="OPENAI_API_KEY", help="API key (openai); read from OPENAI_API_KEY.", show_default=False)] = None,
-    concurrency: Annotated[int, typer.Option(help="Requests in flight (openai).")] = 4,
-    timeout: Annotated[float, typer.Option(help="Seconds for one whole request, reply included (openai).")] = 120.0,
-    http_retries: Annotated[int, typer.Option(help="Retries with backoff on 429/5xx and connection errors (openai).")] = 5,
-    max_response_bytes: Annotated[int, typer.Option(help="Largest reply accepted (openai); a bigger body is cut off and counts as a failed request.")] = 16 * 1024 * 1024,
-    max_failed_fraction: Annotated[float, typer.Option(help="Exit 1 when more than this fraction of the candidates got no usable answer (request failed or invalid), or all did.")] = 0.25,
-    caption: Annotated[bool, typer.Option("--caption", help="Caption the real images that have no caption instead (build-data then uses the captions as prompts).")] = False,
-    prompt_version: Annotated[str, typer.Option(help="Built-in prompt version.")] = "v1",
-    prompt_file: Annotated[Optional[Path], typer.Option(help="Your own prompt (its version becomes file-<hash>).")] = None,
-    min_confidence: Annotated[float, typer.Option(help="Purity: an inconsistency counts from this confidence on.")] = 0.5,
-    min_inconsistencies: Annotated[int, typer.Option(help="Purity: counted inconsistencies a fake needs to enter the semantic set.")] = 1,
-    quarantine_reals: Annotated[bool, typer.Option(" /--keep-inconsistent-reals", help="Purity: reals the annotator calls inconsistent are quarantined (default) or kept.")] = True,
-    max_new_tokens: Annotated[int, typer.Option(help="Decoding: token limit per reply.")] = 512,
-    temperature: Annotated[float, typer.Option(help="Decoding: 0 is greedy.")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Decoding: seed.")] = 0,
-    constrained: Annotated[bool, typer.Option(" /--no-constrained", help="Schema-constrained JSON decoding (default on).")] = True,
-    max_attempts: Annotated[int, typer.Option(help="Asks per image when a reply fails or does not parse.")] = 3,
-    batch_size: Annotated[int, typer.Option(help="Images per generate call.")] = 8,
-    chunk_size: Annotated[int, typer.Option(help="Images per chunk (unit of resume and of work per actor).")] = 64,
-    splits: Annotated[Optional[str], typer.Option(help="Comma-separated splits to label [default: all].")] = None,
-    where: Annotated[Optional[str], typer.Option(help="Extra SQL condition on samples, e.g. \"generator = 'flux'\".")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Label at most this many samples.")] = None,
-    dtype: Annotated[Literal["auto", "bfloat16", "float16", "float32"], typer.Option(help="auto (float16 on GPU, float32 on CPU), bfloat16, float16, float32.")] = "auto",
-    executor: Annotated[Executor, typer.Option(help="ray, or local (in-process).")] = "ray",
-    ray_address: Annotated[Optional[str], typer.Option(help="Existing Ray cluster (else RAY_ADDRESS, else a local Ray).")] = None,
-    workers: Annotated[int, typer.Option(help="CPUs for the local Ray (0 = all).")] = 0,
-    gpus_per_worker: Annotated[float, typer.Option(help="GPUs per annotator actor (default 1 when the cluster has GPUs).")] = -1.0,
+    model: Annotated[Optional[str], typer.Option(help="The annotator VLM: hub id or local path (transformers), or the served model name (openai).")] = _L.model,
+    backend: Annotated[Literal["transformers", "openai"], typer.Option(help="transformers (a local chat VLM) or openai (an OpenAI-compatible endpoint).")] = _L.backend,
+    revision: Annotated[Optional[str], typer.Option(help="Model revision (transformers).")] = _L.revision,
+    base_url: Annotated[Optional[str], typer.Option(envvar="OPENAI_BASE_URL", help="Endpoint, e.g. http://localhost:8000/v1 (openai).")] = _L.base_url,
+    api_key: Annotated[Optional[str], typer.Option(envvar="OPENAI_API_KEY", help="API key (openai); read from OPENAI_API_KEY.", show_default=False)] = _L.api_key,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight (openai).")] = _L.concurrency,
+    timeout: Annotated[float, typer.Option(help="Seconds for one whole request, reply included (openai).")] = _L.timeout,
+    http_retries: Annotated[int, typer.Option(help="Retries with backoff on 429/5xx and connection errors (openai).")] = _L.http_retries,
+    max_response_bytes: Annotated[int, typer.Option(help="Largest reply accepted (openai); a bigger body is cut off and counts as a failed request.")] = _L.max_response_bytes,
+    max_failed_fraction: Annotated[float, typer.Option(help="Exit 1 when more than this fraction of the candidates got no usable answer (request failed or invalid), or all did.")] = _L.max_failed_fraction,
+    caption: Annotated[bool, typer.Option("--caption", help="Caption the real images that have no caption instead (build-data then uses the captions as prompts).")] = _L.caption,
+    prompt_version: Annotated[str, typer.Option(help="Built-in prompt version.")] = _L.prompt_version,
+    prompt_file: Annotated[Optional[Path], typer.Option(help="Your own prompt (its version becomes file-<hash>).")] = _L.prompt_file,
+    min_confidence: Annotated[float, typer.Option(help="Purity: an inconsistency counts from this confidence on.")] = _L.min_confidence,
+    min_inconsistencies: Annotated[int, typer.Option(help="Purity: counted inconsistencies a fake needs to enter the semantic set.")] = _L.min_inconsistencies,
+    quarantine_reals: Annotated[bool, typer.Option(" /--keep-inconsistent-reals", help="Purity: reals the annotator calls inconsistent are quarantined (default) or kept.")] = _L.quarantine_reals,
+    max_new_tokens: Annotated[int, typer.Option(help="Decoding: token limit per reply.")] = _L.max_new_tokens,
+    temperature: Annotated[float, typer.Option(help="Decoding: 0 is greedy.")] = _L.temperature,
+    seed: Annotated[int, typer.Option(help="Decoding: seed.")] = _L.seed,
+    constrained: Annotated[bool, typer.Option(" /--no-constrained", help="Schema-constrained JSON decoding (default on).")] = _L.constrained,
+    max_attempts: Annotated[int, typer.Option(help="Asks per image when a reply fails or does not parse.")] = _L.max_attempts,
+    batch_size: Annotated[int, typer.Option(help="Images per generate call.")] = _L.batch_size,
+    chunk_size: Annotated[int, typer.Option(help="Images per chunk (unit of resume and of work per actor).")] = _L.chunk_size,
+    splits: Annotated[Optional[str], typer.Option(help="Comma-separated splits to label [default: all].")] = _L.splits,
+    where: Annotated[Optional[str], typer.Option(help="Extra SQL condition on samples, e.g. \"generator = 'flux'\".")] = _L.where,
+    limit: Annotated[Optional[int], typer.Option(help="Label at most this many samples.")] = _L.limit,
+    dtype: Annotated[Literal["auto", "bfloat16", "float16", "float32"], typer.Option(help="auto (float16 on GPU, float32 on CPU), bfloat16, float16, float32.")] = _L.dtype,
+    executor: Annotated[Executor, typer.Option(help="ray, or local (in-process).")] = _L.executor,
+    ray_address: Annotated[Optional[str], typer.Option(help="Existing Ray cluster (else RAY_ADDRESS, else a local Ray).")] = _L.ray_address,
+    workers: Annotated[int, typer.Option(help="CPUs for the local Ray (0 = all).")] = _L.workers,
+    gpus_per_worker: Annotated[float, typer.Option(help="GPUs per annotator actor (default 1 when the cluster has GPUs).")] = _L.gpus_per_worker,
     config: ConfigOpt = None,
 ) -> None:
     """Annotate semantic inconsistencies with a VLM; apply the purity rules; write labels and semantic-sft shards."""
-    from aig.labeling.command import LabelOptions, run
+    from aig.labeling.command import run
     from aig.pipeline.redact import command_line
 
-    options = LabelOptions(
-        dataset=dataset, model=model, backend=backend, revision=revision, base_url=base_url, api_key=api_key,
-        concurrency=concurrency, timeout=timeout, http_retries=http_retries, max_response_bytes=max_response_bytes,
-        max_failed_fraction=max_failed_fraction, caption=caption, prompt_version=prompt_version, prompt_file=prompt_file,
-        min_confidence=min_confidence, min_inconsistencies=min_inconsistencies, quarantine_reals=quarantine_reals,
-        max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, constrained=constrained,
-        max_attempts=max_attempts, batch_size=batch_size, chunk_size=chunk_size, splits=splits, where=where, limit=limit,
-        dtype=dtype, executor=executor, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker)
+    options = LabelOptions(**{name: value for name, value in ctx.params.items() if name != "config"})
     outcome = run(options, command=command_line())
     _echo_lines(outcome.lines())
     if outcome.problem:

@@ -13,16 +13,11 @@ from aig.manifests.dataset import Dataset
 from aig.manifests.layout import chunk_name
 from aig.pipeline.model_stages import CAPTION_GROUP_PREFIX
 
-from aig.manifests.errors import AigError
-
+from .options import LabelError
 from .worker import CAPTION_STAGE, STAGE, LabelJob, LabelWorker
 
 ANNOTATE_CANDIDATES = "((task = 'semantic' and label = 'fake') or (task = 'both' and label = 'real'))"
 CAPTION_CANDIDATES = "(task = 'both' and label = 'real' and coalesce(caption, '') = '')"
-
-
-class LabelError(AigError, RuntimeError):
-    """Labelling cannot start; the message says why and what to do."""
 
 
 @dataclass
