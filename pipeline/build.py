@@ -176,13 +176,18 @@ def _new_run(root: Path, cfg: BuildConfig, command: str, runs: list[dict],
                 if r["source_sha256"]]  # reals only: derived samples have no source bytes of their own
     t0 = time.perf_counter()
     ing = cfg.ingest
+    timers = timers or Timers()
+
+    def hashed():
+        with timers.track("hash inputs"):
+            return hash_inputs(fresh, max_pixels=ing.max_pixels if ing.near_dup != "off" else None,
+                               download=ing.download)
+
     with ThreadPoolExecutor(1) as pool:  # Ray workers warm up while the driver hashes the inputs
-        hashing = pool.submit(hash_inputs, fresh, max_pixels=ing.max_pixels if ing.near_dup != "off" else None,
-                              download=ing.download)
+        hashing = pool.submit(hashed)
         if fresh:
             on_work()
         hashes = hashing.result()
-    (timers or Timers()).add("hash inputs", time.perf_counter() - t0)
     log(f"planned {len(fresh)} inputs in {time.perf_counter() - t0:.1f}s")
     plan = make_plan(fresh, hashes, existing, cfg.split, cfg.shards.samples_per_shard,
                      _next_chunk(root, {r["run_id"] for r in runs}), ing.near_dup, ing.near_dup_distance)
