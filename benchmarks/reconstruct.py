@@ -297,7 +297,7 @@ def driver_phases(report) -> dict:
 
 
 def aig_run(images: Path, base: Path, out: Path, workers: int, executor: str) -> dict:
-    from aig.pipeline.build import build
+    import aig
     from aig.pipeline.config import load_config
 
     shutil.rmtree(out, ignore_errors=True)
@@ -305,7 +305,7 @@ def aig_run(images: Path, base: Path, out: Path, workers: int, executor: str) ->
     cfg = load_config(None, {"output": str(out), "inputs.folders": [str(images)], "stages": ["reconstruct"],
                              "shards.samples_per_shard": PER_SHARD, "runner.workers": workers,
                              "runner.executor": executor})
-    report = build(cfg, command="benchmarks/reconstruct.py")
+    report = aig.build_data(cfg)
     n, failures = report.by_stage.get("reconstruct", (0, 0))
     return {"seconds": report.seconds - report.ray_startup_s, "ray_startup_s": report.ray_startup_s,
             "samples": n // 2, "failures": failures, "phases": driver_phases(report), "recon_sha": aig_recon_sha(out)}
@@ -743,7 +743,7 @@ def gpu_main(args) -> None:
                   f"{', tiled' if tile else ', no tiling'}; sampled latents. Plain loop: one image at a time (read "
                   "from the tar, decode, encode -> sample -> decode, uint8 on CPU, PNG-encode real + reconstruction, "
                   "append to a tar). Pipeline: aig's `ReconstructWorker` (what each Ray actor runs) in this process, "
-                  "`reconstruct_rows` + `write_chunk` per chunk (tars with JSON members, index and samples "
+                  "`run_chunk` per chunk (tars with JSON members, index and samples "
                   f"Parquet, done marker). Untimed warm-up of {len(warm)} images each; model load not timed "
                   f"(listed); best of {args.repeats}, `torch.cuda.synchronize()` around each timing.", "",
                   "| configuration | images | seconds (all runs) | images/s | vs plain loop | model load (s) |",
