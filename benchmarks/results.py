@@ -1,4 +1,4 @@
-"""Shared by the newer benchmarks: rewrite one generated section of RESULTS.md, and describe the machine."""
+"""Shared by the benchmarks: rewrite one generated section of RESULTS.md, describe the machine and the run."""
 
 from __future__ import annotations
 
@@ -50,9 +50,22 @@ def machine_facts(packages: tuple[str, ...] = ("aig", "ray", "pillow", "pyarrow"
     except Exception:  # noqa: BLE001
         commit = "unknown"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    try:
+        import psutil
+
+        mem = f"; memory {psutil.virtual_memory().total / 2**30:.0f} GiB"
+    except ImportError:
+        mem = ""
     return [f"aig commit {commit}",
-            f"CPU: {cpu}; nproc {len(os.sched_getaffinity(0))}; load average (1 min) at start {load:.2f}",
-            f"Python {platform.python_version()}; " + ", ".join(versions)]
+            f"CPU: {cpu}; nproc {len(os.sched_getaffinity(0))} (os.cpu_count {os.cpu_count()}){mem}; load average "
+            f"(1 min) at start {load:.2f}",
+            f"OS: {platform.platform()}", f"Python {platform.python_version()}; " + ", ".join(versions)]
+
+
+def run_header(command: str, started, minutes: float, facts: list[str]) -> list[str]:
+    """The first lines of a generated section: when, which command, how long, and the machine's facts."""
+    when = started if isinstance(started, str) else f"{started:%Y-%m-%d %H:%M}"
+    return [f"Run {when} UTC: `{command}` ({minutes:.1f} min in all).", "", *(f"- {f}" for f in facts)]
 
 
 NOT_MEASURED = "**Not measured** in the run of "

@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(HERE), str(REPO), str(REPO / "tests")]
 
-from results import machine_facts, write_section  # noqa: E402
+from results import machine_facts, run_header, write_section  # noqa: E402
 
 NS = (1000, 4000, 16000)
 SIDE = 128
@@ -151,9 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     print(summary)
     if not args.write_results:
         return
-    lines = [f"Run {started:%Y-%m-%d %H:%M} UTC: `python benchmarks/scaling.py --write-results` "
-             f"({(time.perf_counter() - t0) / 60:.1f} min in all).", ""]
-    lines += [f"- {f}" for f in facts]
+    lines = run_header("python benchmarks/scaling.py --write-results", started, (time.perf_counter() - t0) / 60, facts)
     lines += ["", f"{SIDE}x{SIDE} JPEGs (quality 90) kept at their size, stored as PNG, {PER_CHUNK} inputs a chunk, "
               "Ray with 2 workers; one fresh `aig build-data --stages ingest` subprocess per N. Build = the run's "
               "own seconds minus Ray start-up (both printed by aig); wall = the whole process. Peak RSS is sampled "

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(HERE), str(REPO)]
 
-from results import machine_facts, write_section  # noqa: E402
+from results import machine_facts, run_header, write_section  # noqa: E402
 
 ROWS, PER_FILE = 1_000_000, 1_000
 AIG = str(Path(sys.executable).with_name("aig"))
@@ -163,9 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"slowest aig sql query: {aig_best:.3f} s (target < 1 s: {verdict})")
     if not args.write_results:
         return
-    lines = [f"Run {started:%Y-%m-%d %H:%M} UTC: `python benchmarks/sql.py --write-results` "
-             f"({(time.perf_counter() - t0) / 60:.1f} min in all).", ""]
-    lines += [f"- {f}" for f in facts]
+    lines = run_header("python benchmarks/sql.py --write-results", started, (time.perf_counter() - t0) / 60, facts)
     lines += ["", f"Synthetic manifest: {args.rows:,} rows of the real `samples` schema in {files:,} Parquet files "
               f"of {args.rows // files:,} rows (zstd, {on_disk / 2**20:.0f} MiB), catalog from `refresh_catalog`. "
               f"Each command is a fresh process (start-up included), interleaved, {args.repeats} runs each; "

@@ -238,12 +238,11 @@ def render_336(r: dict, load0: float) -> str:
 
 
 def write_results(r: dict) -> None:
-    path = HERE / "RESULTS.md"
-    text = path.read_text() if path.exists() else ""
-    start, end = "<!-- train-bench:start -->", "<!-- train-bench:end -->"
+    from results import write_section
+
     L, T = r["loader"], r["train"]
-    body = (f"{start}\n# Training benchmark (pixel branch)\n\n`python benchmarks/train.py --write-results` "
-            f"({r['when']}, {r['cpus']} CPUs, load average {r['load_average'][0]:.1f} at the end: the machine was shared)\n\n"
+    body = (f"`python benchmarks/train.py --write-results` ({r['when']}, {r['cpus']} CPUs, load average "
+            f"{r['load_average'][0]:.1f} at the end: the machine was shared)\n\n"
             "| measure | value |\n|---|---|\n"
             f"| plain loop (loose PNG files, same decode + paired augmentation) | {L['plain_pairs_per_s']:.1f} pairs/s |\n"
             f"| aig stream from the shards (in-process) | {L['aig_pairs_per_s']:.1f} pairs/s |\n"
@@ -251,12 +250,10 @@ def write_results(r: dict) -> None:
             f"| training, aig_tinycnn, 32 images of 64 px per step, end to end (1 loader worker) | "
             f"{T['end_to_end_steps_per_s']:.2f} steps/s |\n"
             f"| training, model only (fixed batch, {T['threads']} threads) | {T['model_only_steps_per_s']:.2f} steps/s |\n"
-            f"\nBest of {len(L['all']['plain'])} interleaved repeats of {L['pairs']} pairs each (4 crops of 64 px per pair).\n{end}")
-    if start in text:
-        text = text[:text.index(start)] + body + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + body + "\n"
-    path.write_text(text)
+            f"\nBest of {len(L['all']['plain'])} interleaved repeats of {L['pairs']} pairs each (4 crops of 64 px per pair).")
+    write_section("train", "train.py", "Training benchmark (pixel branch)",
+                  "The loader against a plain loop over the same pairs, and training steps/s. Re-run with "
+                  "`python benchmarks/train.py --write-results`.", body)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,8 @@ from pathlib import Path
 from aig.manifests.dataset import Dataset
 from aig.manifests.layout import chunk_name
 from aig.pipeline.model_stages import CAPTION_GROUP_PREFIX
+from aig.pipeline.driver import Timers
+from aig.pipeline.stage import Chunk, Stage
 
 from .options import LabelError
 from .worker import CAPTION_STAGE, STAGE, LabelJob, LabelWorker
@@ -34,6 +35,7 @@ class LabelReport:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     startup_s: float = 0.0
+    timers: Timers = field(default_factory=Timers)  # the chunk driver's timers of this run
 
 
 def slug(text: str) -> str:
@@ -147,35 +149,33 @@ def _label_dataset(root: Path, job: LabelJob, runner, shard_cfg, splits, where, 
     return report
 
 
-def _run_chunks(root, job, runner, shard_cfg, todo, chunk_size, run_id, report, log) -> None:
-    from tqdm import tqdm
+def label_stage(job: LabelJob) -> Stage:
+    """Labelling as a Stage: a LabelWorker per actor (the VLM loaded once), one chunk of samples per call."""
+    name = CAPTION_STAGE if job.task == "caption" else STAGE
+    return Stage(name, "caption" if job.task == "caption" else "label", job.group, LabelWorker, (job,))
 
+
+def _run_chunks(root, job, runner, shard_cfg, todo, chunk_size, run_id, report, log) -> None:
+    from aig.pipeline.driver import run_chunks
     from aig.pipeline.runner import LocalExecutor, make_executor
-    from aig.pipeline.shards import is_disk_full
 
     first = next_chunk(root, job.group)
     parts = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
-    calls = [(str(root), first + n, part, shard_cfg, run_id) for n, part in enumerate(parts)]
+    chunks = [Chunk(chunk_name(job.group, first + n), len(part), (str(root), first + n, part, shard_cfg, run_id))
+              for n, part in enumerate(parts)]
     # HTTP backends are I/O-bound: their concurrency lives in the backend, in this process
     executor = LocalExecutor() if job.backend.kind == "openai" else make_executor(runner)
     report.startup_s = executor.startup_s
     if executor.startup_s:
         log(f"ray ready in {executor.startup_s:.1f}s ({executor.address}, {executor.workers} CPUs)")
-    bar = tqdm(total=len(todo), unit="img", desc="caption" if job.task == "caption" else "label",
-               mininterval=1.0, file=sys.stderr, dynamic_ncols=True)
     try:
-        for i, result in executor.map_actors(LabelWorker, (job,), "run_chunk", calls, runner.gpus_per_worker):
-            if isinstance(result, BaseException) and is_disk_full(result):
-                raise result  # label_dataset turns it into a clear error; other chunks cannot do better
-            if isinstance(result, BaseException):
-                report.errors.append(f"{chunk_name(job.group, first + i)}: {type(result).__name__}: {result}")
-            else:
-                report.labelled += result["labelled"]
-                report.failures += result["failures"]
-                for d, n in result.get("decisions", {}).items():
-                    report.decisions[d] = report.decisions.get(d, 0) + n
-                bar.set_postfix(failed=report.failures, refresh=False)
-            bar.update(len(parts[i]))
+        done = run_chunks(label_stage(job), chunks, lambda: executor, runner.gpus_per_worker)
     finally:
-        bar.close()
         executor.close()
+    report.errors += done.errors
+    report.timers = done.timers
+    for result in done.results:
+        report.labelled += result["labelled"]
+        report.failures += result["failures"]
+        for d, n in result.get("decisions", {}).items():
+            report.decisions[d] = report.decisions.get(d, 0) + n

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .hub import ModelLoadError
@@ -21,11 +21,13 @@ from aig.manifests.errors import AigError
 from . import info, ingest, provenance, storage
 from .chunks import write_chunk
 from .config import BuildConfig
-from .model_stages import MODEL_STAGES, run_stage, stage_jobs
+from .driver import Timers, run_chunks
+from .model_stages import MODEL_STAGES, model_chunks
 from .plan import hash_inputs, make_plan
 from .runner import make_executor
 from .shards import is_disk_full
 from .sources import enumerate_inputs
+from .stage import Chunk, Stage, checked_stages
 
 
 class BuildError(AigError, RuntimeError):
@@ -45,6 +47,7 @@ class BuildReport:
     ray_startup_s: float
     by_stage: dict[str, tuple[int, int]]  # stage -> (samples, failures) written by this run
     location: str | None = None  # the URL of a dataset on object storage (root is then its local mirror)
+    timers: dict[str, Timers] = field(default_factory=dict)  # "build" (driver phases) and each stage run's label
 
 
 def disk_full_error(root: Path, e: BaseException) -> BuildError:
@@ -133,7 +136,7 @@ def _next_chunk(root: Path, run_ids: set[str]) -> int:
 
 
 def _new_run(root: Path, cfg: BuildConfig, command: str, runs: list[dict],
-             on_work: Callable[[], None] = lambda: None) -> tuple[dict, list[dict]]:
+             on_work: Callable[[], None] = lambda: None, timers: Timers | None = None) -> tuple[dict, list[dict]]:
     """Plan a new run; with new inputs, `on_work()` (Ray start-up and its prestarted workers) runs in this
     thread while other threads hash them."""
     ds = Dataset(root)
@@ -148,9 +151,15 @@ def _new_run(root: Path, cfg: BuildConfig, command: str, runs: list[dict],
                 if r["source_sha256"]]  # reals only: derived samples have no source bytes of their own
     t0 = time.perf_counter()
     ing = cfg.ingest
+    timers = timers or Timers()
+
+    def hashed():
+        with timers.track("hash inputs"):
+            return hash_inputs(fresh, max_pixels=ing.max_pixels if ing.near_dup != "off" else None,
+                               download=ing.download)
+
     with ThreadPoolExecutor(1) as pool:  # Ray workers warm up while the driver hashes the inputs
-        hashing = pool.submit(hash_inputs, fresh, max_pixels=ing.max_pixels if ing.near_dup != "off" else None,
-                              download=ing.download)
+        hashing = pool.submit(hashed)
         if fresh:
             on_work()
         hashes = hashing.result()
@@ -207,55 +216,38 @@ class LazyExecutor:
             self._ex.close()
 
 
-def _run_ingest(root: Path, cfg: BuildConfig, run_id: str, plan: list[dict], lazy: LazyExecutor, dest: str) -> int:
-    """Run the plan's unfinished chunks; workers write them to `dest` (the dataset folder or URL)."""
-    from tqdm import tqdm
-
-    done = set(Dataset(root).done_markers())
+def ingest_stage(cfg: BuildConfig, run_id: str, plan: list[dict], done: set[str],
+                 dest: str) -> tuple[Stage, list[Chunk]]:
+    """The ingest stage (one task per chunk; a crashed chunk is redone input by input) and its unfinished chunks;
+    workers write them to `dest` (the dataset folder or URL)."""
     by_chunk: dict[int, list[dict]] = {}
     for row in plan:
         by_chunk.setdefault(row["chunk"], []).append(row)
     todo = sorted(c for c in by_chunk if chunk_name(ingest.GROUP, c) not in done)
-    if not todo:
-        return 0
-    executor = lazy.get()
-    calls = [(dest, c, by_chunk[c], cfg.ingest, cfg.shards, run_id, cfg.runner.max_retries) for c in todo]
-    failed = 0
-    bar = tqdm(total=sum(len(by_chunk[c]) for c in todo), unit="img", desc="ingest", mininterval=1.0,
-               file=sys.stderr, dynamic_ncols=True)
-    try:
-        for i, result in executor.map(ingest.run_chunk, calls):
-            if isinstance(result, BaseException) and is_disk_full(result):
-                raise result  # no use retrying input by input: build() reports it
-            if isinstance(result, BaseException):
-                log(f"chunk {todo[i]} crashed ({type(result).__name__}); processing its inputs one by one")
-                result = _isolate_chunk(executor, calls[i])
-            failed += result["failures"]
-            bar.update(result["inputs"])
-            bar.set_postfix(failed=failed, refresh=False)
-    finally:
-        bar.close()
-    return len(todo)
+    chunks = [Chunk(chunk_name(ingest.GROUP, c), len(by_chunk[c]),
+                    (dest, c, by_chunk[c], cfg.ingest, cfg.shards, run_id, cfg.runner.max_retries)) for c in todo]
+    return Stage(ingest.STAGE, "ingest", ingest.GROUP, ingest.run_chunk, method=None, isolate=_isolate_chunk), chunks
 
 
-def _isolate_chunk(executor, call: tuple) -> dict:
+def _isolate_chunk(executor, chunk: Chunk, err: BaseException) -> dict:
     """A chunk whose worker died: run each input as its own task so one poison input cannot sink the rest."""
-    dest, chunk, rows, ing, shard_cfg, run_id, retries = call
+    dest, number, rows, ing, shard_cfg, run_id, retries = chunk.args
+    log(f"chunk {number} crashed ({type(err).__name__}); processing its inputs one by one")
     outcomes: list = [None] * len(rows)
     for i, result in executor.map(ingest.prepare, [(r, ing, run_id, retries) for r in rows]):
         if isinstance(result, BaseException):
             result = ingest.failure(rows[i], run_id, "worker_crash", f"{type(result).__name__}: {result}",
                                     attempts=retries + 1)
         outcomes[i] = result
-    return write_chunk(dest, ingest.GROUP, chunk, outcomes, shard_cfg, ingest.STAGE, run_id)
+    return write_chunk(dest, ingest.GROUP, number, outcomes, shard_cfg, ingest.STAGE, run_id)
 
 
-def _start_or_resume(root: Path, cfg: BuildConfig, command: str,
-                     on_work: Callable[[], None] = lambda: None) -> tuple[dict, list[dict]]:
+def _start_or_resume(root: Path, cfg: BuildConfig, command: str, on_work: Callable[[], None] = lambda: None,
+                     timers: Timers | None = None) -> tuple[dict, list[dict]]:
     runs = Dataset(root).runs
     unfinished = [r for r in runs if r["status"] == "running"]  # labelling runs end complete|incomplete
     if not unfinished:
-        return _new_run(root, cfg, command, runs, on_work)
+        return _new_run(root, cfg, command, runs, on_work, timers)
     run = unfinished[-1]
     if run["config_hash"] != cfg.content_hash():
         raise BuildError(
@@ -287,15 +279,20 @@ def build(cfg: BuildConfig, command: str = "aig build-data", overwrite: bool = F
 def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float) -> BuildReport:
     root = store.local
     ds = Dataset(root)
+    timers = {"build": Timers()}
+    phase = timers["build"].track
     with ds.lock():
         if overwrite:
             _clear(store)
         # Models are checked before anything runs: a bad id fails in seconds, with nothing half-built.
-        jobs = {stage: stage_jobs(cfg, stage) for stage in MODEL_STAGES if stage in cfg.stages}
+        with phase("check models"):
+            stages = {name: checked_stages(cfg, name) for name in MODEL_STAGES if name in cfg.stages}
         store.pull()
         lazy = LazyExecutor(cfg.runner)
         try:
-            run, plan = _start_or_resume(root, cfg, command, lambda: lazy.get().warm(ingest.__name__))
+            with phase("plan"):
+                run, plan = _start_or_resume(root, cfg, command, lambda: lazy.get().warm(ingest.__name__),
+                                             timers["build"])
         except BaseException:
             lazy.close()
             raise
@@ -305,19 +302,27 @@ def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float)
             tmp.unlink(missing_ok=True)  # leftovers of a killed run; never visible under a final name
         errors: list[str] = []
         probe_error = None
+        chunks_run = 0
         try:
-            chunks_run = _run_ingest(root, cfg, run_id, plan, lazy, store.url) if "ingest" in cfg.stages else 0
+            if "ingest" in cfg.stages:
+                stage, chunks = ingest_stage(cfg, run_id, plan, set(Dataset(root).done_markers()), store.url)
+                timers[stage.label] = run_chunks(stage, chunks, lazy.get).timers
+                chunks_run = len(chunks)
             store.pull()  # the chunks the workers uploaded, for the model stages
-            for stage, stage_job_list in jobs.items():
-                if not stage_job_list:
-                    log(f"stage {stage}: no model configured, skipped")
-                    continue
-                errors += run_stage(root, cfg, run_id, stage, lazy, stage_job_list, store.url)
+            for name, stage_list in stages.items():
+                if not stage_list:
+                    log(f"stage {name}: no model configured, skipped")
+                for stage in stage_list:
+                    done = run_chunks(stage, model_chunks(stage, root, run_id, cfg.shards, store.url), lazy.get,
+                                      cfg.runner.gpus_per_worker)
+                    errors += done.errors
+                    timers[stage.label] = done.timers
         except ModelLoadError as e:  # a model failed its probe in a worker: what finished stays published
             probe_error = e
             errors.append(str(e))
         finally:
-            lazy.close()
+            with phase("close executor"):
+                lazy.close()
         for tmp in ds.temp_files():
             tmp.unlink(missing_ok=True)  # left by a worker killed mid-write (its task was retried)
         store.pull()
@@ -329,9 +334,12 @@ def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float)
         run.update(n_samples=sum(m["samples"] for m in mine), n_failures=sum(m["failures"] for m in mine))
         if not errors:
             run.update(status="complete", finished_at=provenance.now())
-        ds.write_run(run)
-        info.write_info(root)
-        ds.refresh_catalog()
+        with phase("runs table"):
+            ds.write_run(run)
+        with phase("info.json"):
+            info.write_info(root)
+        with phase("catalog"):
+            ds.refresh_catalog()
         store.push()
     if probe_error:
         raise probe_error
@@ -340,4 +348,4 @@ def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float)
                          "command to finish them:\n  " + "\n  ".join(errors[:20]))
     return BuildReport(root, run_id, bool(run["resumed"]), len(plan), chunks_run, run["n_samples"],
                        run["n_failures"], time.perf_counter() - start, lazy.startup_s, by_stage,
-                       store.url if storage.is_url(store.url) else None)
+                       store.url if storage.is_url(store.url) else None, timers)

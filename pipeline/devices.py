@@ -24,6 +24,15 @@ def torch_setup(dtype_name: str, threads: int):
 
 
 def versions() -> dict:
-    from importlib.metadata import version
+    """Versions of the libraries a generated sample depends on: package metadata, else the module's __version__
+    (a library carried as a bare folder has no metadata)."""
+    import importlib
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"diffusers": version("diffusers"), "torch": version("torch")}
+    out = {}
+    for name in ("diffusers", "torch"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = importlib.import_module(name).__version__
+    return out

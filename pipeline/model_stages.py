@@ -1,53 +1,23 @@
 """Driver side of the model stages (reconstruct, inpaint, generate): one output chunk per real chunk and model.
 
 Each model is checked in the driver first (config only: a bad id fails in seconds), then loaded once
-per actor; chunks of real samples are handed to the actors. Workers are registered by `aig/stages.py`.
+per actor; chunks of real samples are handed to the actors by the chunk driver. The stages are registered by
+`aig/stages.py`.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from aig.manifests.dataset import Dataset
 from aig.manifests.layout import chunk_name
 
 from .config import BuildConfig
+from .stage import Chunk, Stage
 
 MODEL_STAGES = ("reconstruct", "inpaint", "generate")
 REAL_GROUP = "real"
 CAPTION_GROUP_PREFIX = "captions-"  # chunks written by `aig label-semantic --caption`
-
-
-@dataclass(frozen=True)
-class StageJob:
-    stage: str
-    spec: object  # AutoencoderSpec | PipelineSpec
-    worker: type
-    section: object  # the stage's config section
-
-
-# name -> function(cfg) -> [StageJob]: the model's driver-side check and its worker. Filled by the
-# composition root (aig/stages.py), so this package never imports the packages that hold the workers.
-STAGE_JOBS: dict[str, Callable[[BuildConfig], list[StageJob]]] = {}
-
-
-def register_stage(stage: str):
-    """Decorator: register the function that gives a model stage's checked jobs."""
-    def add(fn):
-        STAGE_JOBS[stage] = fn
-        return fn
-    return add
-
-
-def stage_jobs(cfg: BuildConfig, stage: str) -> list[StageJob]:
-    """The models a stage runs, checked in the driver (fast failure for a bad id or path)."""
-    if stage not in STAGE_JOBS:
-        raise ValueError(f"no worker registered for the model stage '{stage}': build through aig "
-                         "(the `aig` command or `aig.build_data`), which registers them")
-    return STAGE_JOBS[stage](cfg)
 
 
 def real_chunks(root: Path) -> dict[int, list[dict]]:
@@ -127,48 +97,27 @@ def model_load_failure(err: BaseException):
     return ModelLoadError(found[-1].strip()) if found else None
 
 
-def run_stage(root: Path, cfg: BuildConfig, run_id: str, stage: str, lazy, jobs: list[StageJob],
-              dest: str | None = None) -> list[str]:
-    """Run the stage's missing chunks; returns error messages of chunks that failed (they stay to-do).
+def model_stage(name: str, spec, worker: type, section, check, reads=None) -> Stage:
+    """A model stage's Stage: one actor pool per model (spec), reading the finished real chunks unless told."""
+    group = spec.group()
+    return Stage(name, f"{name} {spec.name}", group, worker, (spec, section), check=check, fatal=model_load_failure,
+                 reads=reads or (lambda root: {group: real_chunks(root)}))
 
-    Workers read and write the dataset at `dest` (a URL on object storage; default: root).
-    """
-    from tqdm import tqdm
 
-    from .shards import is_disk_full
+def generate_reads(cfg: BuildConfig, group: str):
+    """What a text-to-image model reads: the reals' captions, the prompt files, the captions label-semantic added."""
+    def reads(root: Path) -> dict[str, dict[int, list[dict]]]:
+        out = {group: real_chunks(root)}
+        if cfg.generate.prompt_files:
+            out[group + "-prompts"] = prompt_chunks(cfg)
+        out[group + "-captioned"] = caption_chunks(root)
+        return out
+    return reads
 
-    sources = [("", real_chunks(root))]
-    if stage == "generate" and cfg.generate.prompt_files:
-        sources.append(("-prompts", prompt_chunks(cfg)))
-    if stage == "generate":
-        sources.append(("-captioned", caption_chunks(root)))
+
+def model_chunks(stage: Stage, root: Path, run_id: str, shard_cfg, dest: str) -> list[Chunk]:
+    """The stage's unfinished chunks; workers read and write the dataset at `dest` (a URL on object storage, or root)."""
     done = set(Dataset(root).done_markers())
-    errors: list[str] = []
-    for job in jobs:
-        todo, calls = [], []
-        for suffix, chunks in sources:
-            group = job.spec.group() + suffix
-            for k, rows in chunks.items():
-                if rows and chunk_name(group, k) not in done:
-                    todo.append((group, k, len(rows)))
-                    calls.append((dest or str(root), k, rows, cfg.shards, run_id, group))
-        if not todo:
-            continue
-        bar = tqdm(total=sum(n for _, _, n in todo), unit="img", desc=f"{stage} {job.spec.name}",
-                   mininterval=1.0, file=sys.stderr, dynamic_ncols=True)
-        try:
-            for i, result in lazy.get().map_actors(job.worker, (job.spec, job.section), "run_chunk", calls,
-                                                 cfg.runner.gpus_per_worker):
-                group, k, n = todo[i]
-                if isinstance(result, BaseException) and is_disk_full(result):
-                    raise result  # build() turns it into a clear error; retrying other chunks cannot help
-                if isinstance(result, BaseException) and (probe := model_load_failure(result)):
-                    raise probe  # the model cannot run at all: retrying its other chunks cannot help
-                if isinstance(result, BaseException):
-                    errors.append(f"{chunk_name(group, k)}: {type(result).__name__}: {result}")
-                else:
-                    bar.set_postfix(failed=result["failures"], refresh=False)
-                bar.update(n)
-        finally:
-            bar.close()
-    return errors
+    return [Chunk(chunk_name(group, k), len(rows), (dest, k, rows, shard_cfg, run_id, group))
+            for group, by_number in stage.reads(root).items()
+            for k, rows in by_number.items() if rows and chunk_name(group, k) not in done]

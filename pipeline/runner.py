@@ -70,32 +70,36 @@ class ActorHost:
         return getattr(self.instance, method)(*args)
 
 
+def start_ray(address: str | None, num_cpus: int, log_to_driver: bool = False):
+    """Ray for this process: the one already initialised, the cluster at `address` (or $RAY_ADDRESS), else a fresh
+    local Ray with num_cpus CPUs. Returns (the ray module, whether this call started it, "local" or the address)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    owned = not ray.is_initialized()
+    if owned:
+        common = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=log_to_driver)
+        if address:
+            ray.init(address=address, **common)
+        else:
+            # address="local": a fresh Ray of our own, never a `ray start` cluster found in /tmp/ray by chance
+            ray.init(address="local", num_cpus=num_cpus, object_store_memory=256 * 1024**2, **common)
+    return ray, owned, address or "local"
+
+
 class RayExecutor:
     """Runs calls as Ray tasks (one CPU each), on an embedded local Ray or an existing cluster."""
 
     name = "ray"
 
     def __init__(self, cfg: RunnerConfig):
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        import ray
-
-        self._ray = ray
-        self.max_retries = cfg.max_retries
-        address = cfg.ray_address or os.environ.get("RAY_ADDRESS") or None
         start = time.perf_counter()
-        self._owned = not ray.is_initialized()
-        if self._owned:
-            common = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-            if address:
-                ray.init(address=address, **common)
-            else:
-                # address="local": a fresh Ray of our own, never a `ray start` cluster found in /tmp/ray by chance
-                ray.init(address="local", num_cpus=cfg.workers or os.cpu_count() or 1,
-                         object_store_memory=256 * 1024**2, **common)
+        self._ray, self._owned, self.address = start_ray(cfg.ray_address, cfg.workers or os.cpu_count() or 1)
         self.startup_s = time.perf_counter() - start
-        self.address = address or "local"
-        self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.max_retries = cfg.max_retries
+        self.workers = max(1, int(self._ray.cluster_resources().get("CPU", 1)))
 
     def warm(self, module: str) -> None:
         """Import `module` in every worker now, while the driver is still busy (fire and forget): the first

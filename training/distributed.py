@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -30,22 +29,13 @@ def _rank_worker(config: dict) -> None:
 
 def run_on_ray(cfg, branch: str = "pixel") -> dict:
     """Run the branch's loop on cfg.num_workers Ray Train workers; returns rank 0's summary.json."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import ray
+    from aig.pipeline.runner import start_ray
+
+    # workers' logs reach the driver here (training progress)
+    ray, owned, _ = start_ray(cfg.ray_address, max(cfg.num_workers, os.cpu_count() or 1), log_to_driver=True)
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    address = cfg.ray_address or os.environ.get("RAY_ADDRESS") or None
-    owned = not ray.is_initialized()
-    if owned:
-        common = dict(include_dashboard=False, logging_level=logging.ERROR)
-        if address:
-            ray.init(address=address, **common)
-        else:
-            # address="local": a fresh Ray of our own, never a `ray start` cluster found by chance
-            ray.init(address="local", num_cpus=max(cfg.num_workers, os.cpu_count() or 1),
-                     object_store_memory=256 * 1024**2, **common)
     try:
         use_gpu = ray.cluster_resources().get("GPU", 0) >= cfg.num_workers and cfg.device != "cpu"
         out = Path(cfg.output).resolve()
