@@ -775,7 +775,7 @@ def gpu_main(args) -> None:
             if b is None:
                 model, tar, png = ph["autoencoder (to uint8 on CPU)"], ph["tar"], ph["PNG encode"]
             else:  # what the worker reports; absent: not reported (blank)
-                model, tar, png = ph.get("autoencoder"), ph.get("write_chunk"), ph.get("PNG encode")
+                model, tar, png = ph.get("autoencoder"), ph.get("write_chunk"), ph.get("encode pairs (thread-seconds)")
             rest = s - (model or 0.0) - (tar or 0.0)
             lines.append(f"| {key} | " + " | ".join("" if v is None else f"{v:.2f}" for v in (model, tar, rest, png))
                          + " |")

@@ -85,16 +85,29 @@ class ReconstructWorker:
     def run_chunk(self, root: str, chunk: int, real_rows: list[dict], shard_cfg: ShardConfig, run_id: str,
                   group: str | None = None) -> dict:
         start = time.perf_counter()
-        outcomes = self.reconstruct_rows(root, real_rows, run_id)
+        timers: dict[str, float] = {}
+        outcomes = self.reconstruct_rows(root, real_rows, run_id, timers)
+        t = time.perf_counter()
         stats = write_chunk(root, group or self.spec.group(), chunk, outcomes, shard_cfg, self.stage, run_id)
-        stats["seconds"] = time.perf_counter() - start
+        timers["write_chunk"] = time.perf_counter() - t
+        stats.update(seconds=time.perf_counter() - start, timers=timers)
         return stats
 
-    def reconstruct_rows(self, root: str | Path, real_rows: list[dict], run_id: str) -> list[Outcome]:
-        """Decode the reals, run the model batch by batch, encode the pairs.
+    def reconstruct_rows(self, root: str | Path, real_rows: list[dict], run_id: str,
+                         timers: dict[str, float] | None = None) -> list[Outcome]:
+        """Decode the reals, run the model batch by batch, encode the pairs; `timers` gets the seconds of the model
+        (under its lock, to uint8 on the host) and of the pairs' encoding (summed over threads).
 
         On a GPU the CPU work runs in a thread pool sized to the node's CPUs (decoding and zlib/libjpeg drop
         the GIL): reals are decoded ahead, and each batch's pairs are encoded while the GPU runs the next."""
+        model_s, pair_s = [], []  # list.append is atomic: pool threads add to pair_s
+
+        def pair(*args) -> list[Outcome]:
+            t = time.perf_counter()
+            out = self._pair(*args)
+            pair_s.append(time.perf_counter() - t)
+            return out
+
         with ThreadPoolExecutor(max_workers=cpu_threads(self.device)) as pool:
             decoded = pool.map(lambda row: self._real(root, row, run_id), real_rows)
             items, outcomes = [], []
@@ -106,12 +119,16 @@ class ReconstructWorker:
 
             def batch(part: list, splits: int) -> list:
                 with self._model_lock:
+                    t = time.perf_counter()
                     results = self._batch(part, splits)
-                return [pool.submit(self._pair, it[0], it[1], it[2], recon, meta, run_id)
+                    model_s.append(time.perf_counter() - t)
+                return [pool.submit(pair, it[0], it[1], it[2], recon, meta, run_id)
                         for it, (recon, meta) in zip(part, results)]
 
-            for pair in run_in_batches(items, self.cfg.batch_size, key=lambda it: it[1].size, fn=batch):
-                outcomes += pair.result()
+            for done in run_in_batches(items, self.cfg.batch_size, key=lambda it: it[1].size, fn=batch):
+                outcomes += done.result()
+        if timers is not None:
+            timers.update({"autoencoder": sum(model_s), "encode pairs (thread-seconds)": sum(pair_s)})
         return outcomes
 
     def _real(self, root: str | Path, row: dict, run_id: str):

@@ -129,7 +129,8 @@ class RayExecutor:
                    gpus_per_worker: float = -1.0) -> Iterator[tuple[int, Any]]:
         """An actor pool: each actor builds cls once (loads its model), then takes calls as it frees up.
 
-        gpus_per_worker < 0 means one GPU per actor when the cluster has GPUs, else CPU actors.
+        gpus_per_worker < 0 means one GPU per actor when the cluster has GPUs, else CPU actors. A GPU actor
+        takes up to cls.chunks_in_flight calls at a time (in threads; the worker serialises its model use).
         """
         ray = self._ray
         gpus = ray.cluster_resources().get("GPU", 0)
@@ -137,9 +138,13 @@ class RayExecutor:
         if per > 0 and gpus < per:
             raise RuntimeError(f"{per} GPU(s) per worker requested but the cluster has {gpus:g}")
         n = max(1, min(len(calls), int(gpus // per) if per else self.workers))
-        actor_cls = ray.remote(num_cpus=1, num_gpus=per, max_restarts=1, max_task_retries=self.max_retries)(ActorHost)
+        # A GPU actor may take more than one chunk at a time (the worker's `chunks_in_flight`), so that one
+        # chunk's decoding and writing on the CPU overlap another's model work.
+        slots = max(1, getattr(cls, "chunks_in_flight", 1)) if per > 0 else 1
+        actor_cls = ray.remote(num_cpus=1, num_gpus=per, max_restarts=1, max_task_retries=self.max_retries,
+                               max_concurrency=slots)(ActorHost)
         actors = [actor_cls.remote(cls, init_args, threads=1) for _ in range(n)]  # see LocalExecutor.map_actors
-        idle = list(actors)
+        idle = [actor for actor in actors for _ in range(slots)]
         pending: dict[Any, tuple[int, Any]] = {}
         queue = list(enumerate(calls))[::-1]
         try:

@@ -107,12 +107,21 @@ def test_transient_read_errors_are_retried_then_recorded(monkeypatch, tmp_path):
     assert out.failure["reason"] == "read_error" and out.failure["attempts"] == 3
 
 
-def test_ray_executor_survives_a_dying_worker():
+def test_ray_executor_survives_a_dying_worker_and_gpu_actors_overlap_chunks():
+    import ray
+
     from aig.pipeline.config import RunnerConfig
     from aig.pipeline.runner import RayExecutor
 
     ns: dict = {}  # functions defined here are pickled by value, so Ray workers need not import this test
-    exec("import os\ndef die(code):\n    os._exit(code)\ndef neg(x):\n    return -x\n", ns)
+    exec("import os, threading, time\ndef die(code):\n    os._exit(code)\ndef neg(x):\n    return -x\n"
+         "class Overlapping:\n    chunks_in_flight = 2\n"
+         "    def __init__(self, threads=1):\n        self.active, self.most, self.lock = 0, 0, threading.Lock()\n"
+         "    def run(self, i):\n        with self.lock:\n            self.active += 1\n"
+         "            self.most = max(self.most, self.active)\n        time.sleep(0.3)\n"
+         "        with self.lock:\n            self.active -= 1\n        return self.most\n", ns)
+    # one logical GPU: Ray schedules GPU actors on it whether or not the machine has one
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     ex = RayExecutor(RunnerConfig(workers=2, max_retries=1))
     try:
         results = dict(ex.map(ns["neg"], [(-1,), (-2,)]))
@@ -120,8 +129,13 @@ def test_ray_executor_survives_a_dying_worker():
         crashed = dict(ex.map(ns["die"], [(3,)]))
         assert isinstance(crashed[0], Exception)
         assert dict(ex.map(ns["neg"], [(-5,)])) == {0: 5}  # still usable afterwards
+        calls = [(i,) for i in range(4)]
+        # a GPU actor takes chunks_in_flight calls at a time; CPU actors one
+        assert max(dict(ex.map_actors(ns["Overlapping"], (), "run", calls, gpus_per_worker=1.0)).values()) == 2
+        assert max(dict(ex.map_actors(ns["Overlapping"], (), "run", calls, gpus_per_worker=0.0)).values()) == 1
     finally:
         ex.close()
+        ray.shutdown()
 
 
 def test_autoencoder_tiny_loads_by_path_and_reconstructs(tmp_path):
