@@ -129,10 +129,9 @@ def test_ray_executor_survives_a_dying_worker_and_gpu_actors_overlap_chunks():
         crashed = dict(ex.map(ns["die"], [(3,)]))
         assert isinstance(crashed[0], Exception)
         assert dict(ex.map(ns["neg"], [(-5,)])) == {0: 5}  # still usable afterwards
+        # a GPU actor takes chunks_in_flight calls at a time (CPU actors one: every other Ray test)
         calls = [(i,) for i in range(4)]
-        # a GPU actor takes chunks_in_flight calls at a time; CPU actors one
         assert max(dict(ex.map_actors(ns["Overlapping"], (), "run", calls, gpus_per_worker=1.0)).values()) == 2
-        assert max(dict(ex.map_actors(ns["Overlapping"], (), "run", calls, gpus_per_worker=0.0)).values()) == 1
     finally:
         ex.close()
         ray.shutdown()
