@@ -46,8 +46,10 @@ demo: $(STAMP)
 	    $$(test -d $(EVAL_SEMANTIC) && echo --semantic-adapter $(EVAL_SEMANTIC) --constrained --max-new-tokens 64)
 	$(BIN)/aig report
 
+# One pytest worker per core, a test file per worker (its module fixtures are built once): the tests wait on
+# subprocesses and Ray start-ups much of the time, so two workers on 2 cores more than halve the wall time.
 test: $(STAMP) chromium
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # Tests marked slow (cluster, object storage, kill -9 resume of the model stages, labeling and training, labeling on Ray, fault injection, Ray Train; pytest exit 5 "no tests" is not a failure).
 test-slow: $(STAMP) chromium
