@@ -50,7 +50,7 @@ def assert_same_dataset(out: Path, clean_state: dict) -> None:
     assert state["tars"] == clean_state["tars"], f"{out}: tars differ from the clean run"
     assert state["manifest"] == clean_state["manifest"], f"{out}: manifest differs from the clean run"
     verify = run_aig("verify", out, check=False)
-    assert verify.returncode == 0 and "OK" in verify.stdout, verify.stdout
+    assert verify.returncode == 0 and "OK" in verify.stdout, (verify.returncode, verify.stdout, verify.stderr[-2000:])
 
 
 def complete_tars_only(out: Path, clean_state: dict | None = None) -> None:
