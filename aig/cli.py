@@ -165,25 +165,9 @@ def build_data(
 
 
 def _print_summary(root: Path) -> None:
-    import duckdb
+    from aig.pipeline.info import summary_lines
 
-    from aig.manifests.catalog import damaged_file_error, run_query
-
-    queries = [
-        ("samples", "select task, split, label, coalesce(generator, '-') as generator, count(*) as n "
-                    "from samples group by all order by all"),
-        ("failures", "select stage, reason, count(*) as n from failures group by all order by n desc, reason"),
-    ]
-    for title, q in queries:
-        try:
-            con, rel = run_query(root, q)
-            rows = rel.fetchall()
-        except duckdb.Error as e:  # a damaged manifest Parquet file
-            raise damaged_file_error(root, e) from None
-        typer.echo(f"{title}:" + ("" if rows else " none"))
-        for r in rows:
-            typer.echo("  " + "  ".join(str(v) for v in r))
-        con.close()
+    _echo_lines(summary_lines(root))
 
 
 @app.command()
@@ -196,37 +180,15 @@ def sql(
     config: ConfigOpt = None,
 ) -> None:
     """Run read-only SQL against a dataset's DuckDB catalog (reads only the dataset folder; writes nothing)."""
-    import duckdb
-
-    from aig.manifests.catalog import open_query
-    from aig.manifests.export import output_problem, write_result
-
+    from aig.manifests.export import SqlOptions, run_sql
     from aig.pipeline.storage import local_view
 
-    problem = output_problem(format, output)
-    if problem:
-        fail(problem)
     try:
-        root = local_view(dataset)
-        con, statement = open_query(root, query)
-    except duckdb.Error as e:
-        fail(f"cannot open the catalog of {dataset}: {_first_line(e)}")
-    try:
-        write_result(con, statement, format, output, max_rows)
-    except duckdb.PermissionException as e:
-        fail(f"query failed: {_first_line(e)}: `aig sql` reads only files under {root.resolve()}")
-    except duckdb.Error as e:
-        fail(f"query failed: {_first_line(e)}")
+        run_sql(SqlOptions(query=query, dataset=local_view(dataset), format=format, output=output, max_rows=max_rows))
     except BrokenPipeError:  # e.g. `| head`: the reader left; nothing more to say
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    finally:
-        con.close()
-
-
-def _first_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""`aig sql` output: a query's result written batch by batch (bounded memory) as table, csv, json or parquet."""
+"""`aig sql`: a read-only query over a dataset's catalog, its result written batch by batch (bounded memory) as
+table, csv, json or parquet."""
 
 from __future__ import annotations
 
@@ -6,10 +7,54 @@ import json
 import os
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import AigError
 
 FORMATS = ("table", "csv", "json", "parquet")
 BATCH_ROWS = 10_000
+
+
+class QueryError(AigError):
+    """The query cannot be answered; the message says why."""
+
+
+@dataclass(kw_only=True)
+class SqlOptions:
+    query: str
+    dataset: Path  # the dataset folder (a URL's local mirror)
+    format: str = "table"
+    output: Path | None = None  # required for parquet
+    max_rows: int = 100  # rows the table format shows
+
+
+def run_sql(options: SqlOptions) -> None:
+    """Run the read-only query and write its result to `options.output` or stdout."""
+    import duckdb
+
+    from .catalog import open_query
+
+    o = options
+    problem = output_problem(o.format, o.output)
+    if problem:
+        raise QueryError(problem)
+    try:
+        con, statement = open_query(o.dataset, o.query)
+    except duckdb.Error as e:
+        raise QueryError(f"cannot open the catalog of {o.dataset}: {first_line(e)}") from None
+    try:
+        write_result(con, statement, o.format, o.output, o.max_rows)
+    except duckdb.PermissionException as e:
+        raise QueryError(f"query failed: {first_line(e)}: `aig sql` reads only files under {o.dataset.resolve()}") from None
+    except duckdb.Error as e:
+        raise QueryError(f"query failed: {first_line(e)}") from None
+    finally:
+        con.close()
+
+
+def first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def output_problem(fmt: str, output: Path | None) -> str | None:

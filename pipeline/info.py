@@ -62,3 +62,28 @@ def write_info(root: Path) -> dict:
 
     write_card(root, info)  # the Hugging Face dataset card, kept current with the shards
     return info
+
+
+SUMMARY_QUERIES = (
+    ("samples", "select task, split, label, coalesce(generator, '-') as generator, count(*) as n "
+                "from samples group by all order by all"),
+    ("failures", "select stage, reason, count(*) as n from failures group by all order by n desc, reason"),
+)
+
+
+def summary_lines(root: Path) -> list[str]:
+    """Counts by task, split, label and generator, and failures by stage and reason, as printed by `aig info`."""
+    import duckdb
+
+    from aig.manifests.catalog import damaged_file_error
+
+    out = []
+    for title, query in SUMMARY_QUERIES:
+        try:
+            rows = Dataset(root).query(query)
+        except duckdb.Error as e:  # a damaged manifest Parquet file
+            raise damaged_file_error(root, e) from None
+        out.append(f"{title}:" + ("" if rows else " none"))
+        out += ["  " + "  ".join(str(v) for v in r.values()) for r in rows]
+    return out
+
