@@ -11,6 +11,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
 from .config import ConfigError, TrainConfig
 
 RESUME_IGNORED = {"resume", "progress", "ray_address", "val_every", "save_every", "log_every", "log_with", "output", "merge"}
