@@ -57,6 +57,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -626,6 +627,7 @@ def gpu_main(args) -> None:
         print(f"{n} generated {side}px PNGs in {len(rows_by_chunk)} chunks of <= {args.chunk} in "
               f"{time.perf_counter() - t:.1f}s", flush=True)
         rows = [r for c in rows_by_chunk.values() for r in c]
+        plain_rows = rows[:args.plain_n or n]  # one image at a time is slow: a subset, compared per image
         warm = rows[:max(8, args.warmup)]
 
         # plain loop
@@ -690,12 +692,15 @@ def gpu_main(args) -> None:
             assert workers[b].device == device and workers[b].dtype == dtype, (workers[b].device, workers[b].dtype)
 
         def pipeline(worker, out_group: str) -> dict[str, float]:
+            """Chunks as a GPU actor takes them: up to `chunks_in_flight` at once, each in its own thread."""
             phases: dict[str, float] = {}
-            for chunk, chunk_rows in rows_by_chunk.items():
-                result = worker.run_chunk(str(root), chunk, chunk_rows, ShardConfig(samples_per_shard=1000), "bench",
-                                          out_group)
-                for name, sec in (result.get("timers") or {}).items():
-                    phases[name] = phases.get(name, 0.0) + sec
+            with ThreadPoolExecutor(max_workers=max(1, worker.chunks_in_flight)) as chunks:
+                results = chunks.map(lambda item: worker.run_chunk(str(root), item[0], item[1],
+                                                                   ShardConfig(samples_per_shard=1000), "bench",
+                                                                   out_group), rows_by_chunk.items())
+                for result in results:
+                    for name, sec in (result.get("timers") or {}).items():
+                        phases[name] = phases.get(name, 0.0) + sec
             return phases
 
         # warm-up (untimed): cuDNN autotuning, allocator, first-call overheads
@@ -709,6 +714,7 @@ def gpu_main(args) -> None:
         sync()
 
         configs = [("plain", None)] + [(f"{kind}-b{b}", b) for b in args.batch for kind in ("bare", "pipeline")]
+        images = {key: len(plain_rows) if b is None else n for key, b in configs}
         best: dict[str, dict] = {}
         all_s: dict[str, list[float]] = {k: [] for k, _ in configs}
         for rep in range(args.repeats):
@@ -716,7 +722,7 @@ def gpu_main(args) -> None:
                 sync()
                 t = time.perf_counter()
                 if b is None:
-                    phases = plain(rows, work / f"plain-{rep}.tar")
+                    phases = plain(plain_rows, work / f"plain-{rep}.tar")
                 elif key.startswith("bare"):
                     phases = bare(b)
                 else:
@@ -724,7 +730,7 @@ def gpu_main(args) -> None:
                 sync()
                 s = time.perf_counter() - t
                 all_s[key].append(s)
-                print(f"{key:16s} {n} images {s:7.2f}s {n / s:7.2f} img/s", flush=True)
+                print(f"{key:16s} {images[key]} images {s:7.2f}s {images[key] / s:7.2f} img/s", flush=True)
                 if key not in best or s < best[key]["seconds"]:
                     best[key] = {"seconds": s, "phases": phases}
 
@@ -734,7 +740,7 @@ def gpu_main(args) -> None:
                  f"{torch.backends.cudnn.deterministic} (as aig's worker set them; the plain loop runs in the same "
                  "process, so with the same kernels)",
                  *machine_facts(("aig", "torch", "diffusers", "pillow", "numpy", "pyarrow"))[:3], *watch.report()]
-        plain_s = best["plain"]["seconds"]
+        rate = {key: images[key] / r["seconds"] for key, r in best.items()}
         lines = run_header(f"python benchmarks/reconstruct.py {' '.join(args.argv)}", datetime.now(timezone.utc),
                            (time.perf_counter() - t_all) / 60, facts)
         lines += ["", f"SD-1.x-sized AutoencoderKL ({n_params / 1e6:.1f} M parameters, block_out_channels "
@@ -742,32 +748,34 @@ def gpu_main(args) -> None:
                   f"{side}x{side} PNGs in chunks of {args.chunk}, {dtype_name} on {device}"
                   f"{', tiled' if tile else ', no tiling'}; sampled latents. Plain loop: one image at a time (read "
                   "from the tar, decode, encode -> sample -> decode, uint8 on CPU, PNG-encode real + reconstruction, "
-                  "append to a tar). Pipeline: aig's `ReconstructWorker` (what each Ray actor runs) in this process, "
-                  "`run_chunk` per chunk (tars with JSON members, index and samples "
-                  f"Parquet, done marker). Untimed warm-up of {len(warm)} images each; model load not timed "
+                  "append to a tar), on the first {len(plain_rows)} images. Pipeline: aig's `ReconstructWorker` (what each "
+                  "Ray actor runs) in this process, `run_chunk` per chunk (tars with JSON members, index and samples "
+                  "Parquet, done marker), up to `chunks_in_flight` chunks at once in threads, as a GPU actor takes "
+                  f"them ({workers[args.batch[0]].chunks_in_flight}). Untimed warm-up of {len(warm)} images each; model load not timed "
                   f"(listed); best of {args.repeats}, `torch.cuda.synchronize()` around each timing.", "",
-                  "| configuration | images | seconds (all runs) | images/s | vs plain loop | model load (s) |",
+                  "| configuration | images | seconds (all runs) | images/s | vs plain loop (per image) | model load (s) |",
                   "|---|---:|---:|---:|---:|---:|"]
         for key, b in configs:
             r = best[key]
             name = ("plain loop, 1 image at a time" if b is None else f"aig ReconstructWorker, batch_size {b}"
                     if key.startswith("pipeline") else f"bare autoencoder (encode -> sample -> decode only), batch {b}")
-            lines.append(f"| {name} | {n} | {r['seconds']:.2f} ({', '.join(f'{s:.2f}' for s in all_s[key])}) | "
-                         f"{n / r['seconds']:.2f} | {plain_s / r['seconds']:.2f}x | "
+            lines.append(f"| {name} | {images[key]} | {r['seconds']:.2f} ({', '.join(f'{s:.2f}' for s in all_s[key])}) "
+                         f"| {rate[key]:.2f} | {rate[key] / rate['plain']:.2f}x | "
                          f"{plain_load if b is None else loads[b]:.2f} |")
         lines += [""]
         for b in args.batch:
-            ratio = best[f"bare-b{b}"]["seconds"] / best[f"pipeline-b{b}"]["seconds"]
+            ratio = rate[f"pipeline-b{b}"] / rate[f"bare-b{b}"]
             lines.append(f"- batch {b}: aig's reconstruction runs at **{ratio:.2f}x the bare autoencoder** "
                          f"(target >= {TARGET_BARE}x: {'met' if ratio >= TARGET_BARE else '**missed**'}; "
-                         f"{n / best[f'pipeline-b{b}']['seconds']:.1f} vs {n / best[f'bare-b{b}']['seconds']:.1f} img/s)")
-        lines += ["", "Where the time goes (seconds, best run). *Everything else* is the wall time outside the model "
-                  "and the tar writing: reading + decoding the real, PNG encoding, and for aig the pairs' JSON/"
-                  "provenance. *PNG encode* is summed over threads (aig encodes in a thread pool on a GPU, so it "
-                  "can exceed the wall time it takes). aig's phases are those its worker reports with each chunk "
-                  "(`timers` in its result; blank: not reported).", "",
-                  "| configuration | autoencoder (incl. copy to CPU) | tar / write_chunk | everything else | "
-                  "of which PNG encode (thread-seconds) |", "|---|---:|---:|---:|---:|"]
+                         f"{rate[f'pipeline-b{b}']:.1f} vs {rate[f'bare-b{b}']:.1f} img/s)")
+        lines += ["", "Where the time goes (seconds, best run). *Model idle* is the wall time in which the autoencoder "
+                  "was not running (wall minus the autoencoder column): what keeps the pipeline below the bare "
+                  "autoencoder. Tar writing and PNG encoding are summed over threads: aig encodes in a thread pool "
+                  "and writes one chunk while the model runs another, so they can exceed the wall time they take. "
+                  "aig's phases are those its worker reports with each chunk (`timers` in its result; blank: not "
+                  "reported).", "",
+                  "| configuration | wall | autoencoder (incl. copy to CPU) | model idle | tar / write_chunk | "
+                  "PNG encode (thread-seconds) |", "|---|---:|---:|---:|---:|---:|"]
         for key, b in configs:
             if key.startswith("bare"):
                 continue
@@ -776,8 +784,8 @@ def gpu_main(args) -> None:
                 model, tar, png = ph["autoencoder (to uint8 on CPU)"], ph["tar"], ph["PNG encode"]
             else:  # what the worker reports; absent: not reported (blank)
                 model, tar, png = ph.get("autoencoder"), ph.get("write_chunk"), ph.get("encode pairs (thread-seconds)")
-            rest = s - (model or 0.0) - (tar or 0.0)
-            lines.append(f"| {key} | " + " | ".join("" if v is None else f"{v:.2f}" for v in (model, tar, rest, png))
+            idle = None if model is None else s - model
+            lines.append(f"| {key} | " + " | ".join("" if v is None else f"{v:.2f}" for v in (s, model, idle, tar, png))
                          + " |")
         text = "\n".join(lines) + "\n"
         print("\n" + text)
@@ -809,6 +817,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="GPU mode: pipeline batch sizes")
     ap.add_argument("--chunk", type=int, default=32, help="GPU mode: real samples per chunk")
     ap.add_argument("--warmup", type=int, default=8, help="GPU mode: untimed warm-up images (at least 8)")
+    ap.add_argument("--plain-n", type=int, help="GPU mode: images for the one-at-a-time plain loop (default: all)")
     ap.add_argument("--markdown-out", help="GPU mode: also write the markdown table to this file")
     ap.add_argument("--one-run", choices=("plain", "aig-ray", "aig-local"), help=argparse.SUPPRESS)
     ap.add_argument("--images", help=argparse.SUPPRESS)

@@ -12,6 +12,8 @@ from typing import Any
 
 from .config import RunnerConfig
 
+OBJECT_STORE_BYTES = 256 * 1024**2  # chunks travel as file paths and small reports: a small store suffices
+
 
 def worker_location() -> dict:
     """Where this call runs: host, pid, and the Ray node id inside a Ray worker (recorded in done markers)."""
@@ -83,10 +85,36 @@ def start_ray(address: str | None, num_cpus: int, log_to_driver: bool = False):
         common = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=log_to_driver)
         if address:
             ray.init(address=address, **common)
+        elif not log_to_driver:
+            _start_lean_local(ray, num_cpus, common)
         else:
             # address="local": a fresh Ray of our own, never a `ray start` cluster found in /tmp/ray by chance
-            ray.init(address="local", num_cpus=num_cpus, object_store_memory=256 * 1024**2, **common)
+            ray.init(address="local", num_cpus=num_cpus, object_store_memory=OBJECT_STORE_BYTES, **common)
     return ray, owned, address or "local"
+
+
+def _start_lean_local(ray, num_cpus: int, common: dict) -> None:
+    """A fresh local Ray of the processes the pipeline uses: GCS, raylet and workers, without the dashboard's
+    API server, the autoscaler monitor and the log monitor (a fixed local cluster whose workers' logs stay in
+    their files). On a few CPUs those cost seconds at start, on the driver's critical path, and at shutdown.
+    Started as `ray.init(address="local")` starts its head node; `ray.shutdown()` stops it the same way."""
+    from ray._private import worker
+    from ray._private.node import Node
+    from ray._private.parameter import RayParams
+
+    class LeanHead(Node):
+        def start_api_server(self, **_):
+            self._webui_url = None
+
+    params = RayParams(num_cpus=num_cpus, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
+                       no_monitor=True, include_log_monitor=False)
+    node = LeanHead(params, head=True, shutdown_at_exit=False, spawn_reaper=True, ray_init_cluster=True)
+    try:
+        ray.init(address=node.address, **common)
+    except BaseException:
+        node.kill_all_processes(check_alive=False, allow_graceful=False)
+        raise
+    worker._global_node = node  # our head node: ray.shutdown() (and its atexit hook) stops its processes
 
 
 class RayExecutor:

@@ -137,6 +137,35 @@ def test_ray_executor_survives_a_dying_worker_and_gpu_actors_overlap_chunks():
         ray.shutdown()
 
 
+LEAN_RAY_SCRIPT = """
+import os, psutil
+from aig.pipeline.runner import start_ray
+ray, owned, address = start_ray(None, 2)
+assert owned and address == "local"
+print("task", ray.get(ray.remote(num_cpus=1)(lambda x: -x).remote(3)))
+print("processes", [" ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)])
+children = psutil.Process().children(recursive=True)
+ray.shutdown()
+print("left", [p.pid for p in psutil.wait_procs(children, timeout=10)[1]])
+"""
+
+
+def test_embedded_ray_starts_only_what_the_pipeline_uses_and_stops_it_all():
+    import ast
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", LEAN_RAY_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert lines["task"] == "-3"
+    started = " ".join(ast.literal_eval(lines["processes"]))
+    assert "gcs_server" in started and "raylet" in started
+    for unused in ("dashboard/dashboard.py", "autoscaler/_private/monitor.py", "log_monitor.py"):
+        assert unused not in started, unused
+    assert ast.literal_eval(lines["left"]) == []
+
+
 def test_autoencoder_tiny_loads_by_path_and_reconstructs(tmp_path):
     import torch
     from diffusers import AutoencoderTiny
