@@ -14,7 +14,7 @@ from pathlib import Path
 from . import catalog
 from .errors import AigError
 from .layout import DatasetLayout, atomic_write
-from .schema import TABLES, parquet_bytes, to_table
+from .schema import TABLES, parquet_bytes, read_parquet, to_table
 
 
 class DatasetBusy(AigError, RuntimeError):
@@ -44,7 +44,7 @@ class Dataset(DatasetLayout):
         rows: list[dict] = []
         for f in self.table_files(table):  # a column added since an older file was written is missing there
             cols = [c for c in columns if c in pq.read_schema(f).names] if columns else None
-            rows += pq.read_table(f, columns=cols).to_pylist()
+            rows += read_parquet(f, cols).to_pylist()
         return rows
 
     def write_table(self, table: str, name: str, rows: list[dict]) -> Path:

@@ -199,6 +199,16 @@ def to_table(columns, rows: list[dict]):
                      for name in schema.names}, schema=schema)
 
 
+def read_parquet(source, columns: list[str] | None = None):
+    """A Parquet file (path, file object or buffer) as an Arrow table, read synchronously in this thread and
+    closed on return. `pq.read_table` scans asynchronously: its pool threads can drop the last reference to a
+    Python file or buffer after the call, which aborts the process when that happens during interpreter exit."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(source, pre_buffer=False) as f:
+        return f.read(columns=columns, use_threads=False)
+
+
 def parquet_bytes(table) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq

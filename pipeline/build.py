@@ -14,7 +14,7 @@ from pathlib import Path
 from .hub import ModelLoadError
 from aig.manifests.dataset import Dataset
 from aig.manifests.layout import atomic_write, chunk_name
-from aig.manifests.schema import parquet_bytes
+from aig.manifests.schema import parquet_bytes, read_parquet
 
 from aig.manifests.errors import AigError
 
@@ -123,13 +123,12 @@ def _clear(store) -> None:
 def _next_chunk(root: Path, run_ids: set[str]) -> int:
     """First free chunk number; a plan whose run row was never written (killed in between) does not count."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     last = -1
     for run_id in run_ids:
         if not Dataset(root).plan_path(run_id).is_file():
             continue  # not a build run (e.g. label-semantic)
-        col = pq.read_table(Dataset(root).plan_path(run_id), columns=["chunk"])["chunk"]
+        col = read_parquet(Dataset(root).plan_path(run_id), ["chunk"])["chunk"]
         if len(col):
             last = max(last, pc.max(col).as_py())
     return last + 1
@@ -186,12 +185,10 @@ def _plan_table(plan: list[dict]):
 
 
 def _load_plan(root: Path, run_id: str) -> list[dict]:
-    import pyarrow.parquet as pq
-
     path = Dataset(root).plan_path(run_id)
     if not path.is_file():
         return []
-    return [r for r in pq.read_table(path).to_pylist() if "input_path" in r]
+    return [r for r in read_parquet(path).to_pylist() if "input_path" in r]
 
 
 class LazyExecutor:

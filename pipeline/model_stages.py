@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aig.manifests.dataset import Dataset
 from aig.manifests.layout import chunk_name
+from aig.manifests.schema import read_parquet
 
 from .config import BuildConfig
 from .stage import Chunk, Stage
@@ -22,13 +23,11 @@ CAPTION_GROUP_PREFIX = "captions-"  # chunks written by `aig label-semantic --ca
 
 def real_chunks(root: Path) -> dict[int, list[dict]]:
     """Rows of every finished ingest chunk, by chunk number."""
-    import pyarrow.parquet as pq
-
     out = {}
     for name in Dataset(root).done_markers():
         group, _, number = name.rpartition("-")
         if group == REAL_GROUP:
-            rows = pq.read_table(Dataset(root).table_file("samples", name)).to_pylist()
+            rows = read_parquet(Dataset(root).table_file("samples", name)).to_pylist()
             for r in rows:
                 r["chunk"] = int(number)
             out[int(number)] = rows
@@ -38,8 +37,6 @@ def real_chunks(root: Path) -> dict[int, list[dict]]:
 def caption_chunks(root: Path) -> dict[int, list[dict]]:
     """Reals that had no caption and got one from `aig label-semantic --caption`: one chunk per finished caption
     chunk, numbered in run order (append-only); a real captioned twice is used once."""
-    import pyarrow.parquet as pq
-
     markers = Dataset(root).done_markers()
     names = sorted((m["run_id"], name) for name, m in markers.items() if name.startswith(CAPTION_GROUP_PREFIX))
     if not names:
@@ -49,7 +46,7 @@ def caption_chunks(root: Path) -> dict[int, list[dict]]:
     out = {}
     for i, (_, name) in enumerate(names):
         rows = []
-        for c in pq.read_table(Dataset(root).table_file("captions", name), columns=["key", "caption"]).to_pylist():
+        for c in read_parquet(Dataset(root).table_file("captions", name), ["key", "caption"]).to_pylist():
             real = reals.get(c["key"])
             if real and not real.get("caption") and c["key"] not in seen:
                 seen.add(c["key"])

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from aig.manifests.errors import AigError
+from aig.manifests.schema import read_parquet
 
 from . import storage
 from .config import LIST_FORMATS, DownloadConfig, InputConfig
@@ -129,10 +130,9 @@ def _rows_from_list(name: str, data: bytes, fmt: str | None = None) -> list[dict
             raise ValueError(f"not a readable gzip file ({e})") from None
     if fmt == "parquet":
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(pa.BufferReader(data)).to_pylist()
+            return read_parquet(pa.BufferReader(data)).to_pylist()
         except (pa.ArrowException, OSError) as e:
             raise ValueError(f"not a readable Parquet file ({e}); re-export the list") from None
     try:

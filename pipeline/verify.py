@@ -8,10 +8,9 @@ import tarfile
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
-
 from aig.manifests.dataset import Dataset
 from aig.manifests.layout import CATALOG_FILE, MANIFEST_DIR, index_rel
+from aig.manifests.schema import read_parquet
 
 from . import storage
 
@@ -60,7 +59,7 @@ def _read_tables(root: Path, problems: list[str]) -> dict[str, dict[str, pa.Tabl
     manifest = Dataset(root).manifest_dir
     for f in sorted(manifest.rglob("*.parquet")):
         try:
-            t = pq.read_table(f)
+            t = read_parquet(f)
         except (pa.ArrowException, OSError) as e:
             problems.append(f"{f.relative_to(root)}: damaged Parquet file ({str(e).splitlines()[0]}); {RESTORE}")
             continue
@@ -141,7 +140,7 @@ def _check_index(files, rel: str, members: dict[str, tuple[int, int]], keys: dic
         return [f"{index}: index missing"]
     try:
         with files.open(index) as f:
-            rows = pq.read_table(f, columns=["key", "member", "offset_data", "size"]).to_pylist()
+            rows = read_parquet(f, ["key", "member", "offset_data", "size"]).to_pylist()
     except (pa.ArrowException, OSError, KeyError) as e:
         return [f"{index}: damaged Parquet file ({str(e).splitlines()[0]})"]
     keys[rel] = {r["key"] for r in rows}
