@@ -25,7 +25,9 @@ def _beside_checkout() -> None:
 
 _beside_checkout()
 
-from aig.manifests.errors import AigError  # noqa: E402  (after the checkout's folders are findable)
+from aig.evaluation.options import AuditOptions as _Audit  # noqa: E402  (after the checkout's folders are findable)
+from aig.evaluation.options import DetectorOptions as _Detector  # noqa: E402
+from aig.manifests.errors import AigError  # noqa: E402
 
 __all__ = ["AigError", "audit", "build_data", "evaluate", "label_semantic", "open_dataset", "predict", "train"]
 
@@ -78,28 +80,30 @@ def train(branch: str, **options):
     return run(config_from_options(branch, options))
 
 
-def evaluate(dataset: str | Path, *, tau: str | float = "0.5", command: str = "aig.evaluate", log=print, **options):
+def evaluate(dataset: str | Path, *, tau: str | float = _Detector.tau, command: str = "aig.evaluate", log=print, **options):
     """`aig evaluate`: options are EvalOptions' (split='test' or None, benchmarks=[...], pixel=CHECKPOINT,
     semantic_model=..., semantic_adapter=..., fusion, weight, perturbations=['none', 'jpeg75'], batch_size, ...);
     tau is a number or 'calibrated'. Scores, writes the eval tables; returns the EvalReport."""
-    from aig.evaluation.evaluate import EvalOptions, parse_tau, run
+    from aig.evaluation.evaluate import run
+    from aig.evaluation.options import EvalOptions, parse_tau
 
     lists = {k: list(v) for k, v in options.items() if k in ("benchmarks", "perturbations")}
     return run(EvalOptions(dataset=Path(dataset), tau=parse_tau(tau), **{**options, **lists}), command=command, log=log)
 
 
-def predict(paths: list[str | Path], *, tau: str | float = "0.5", **options):
+def predict(paths: list[str | Path], *, tau: str | float = _Detector.tau, **options):
     """`aig predict`: options are PredictOptions' (pixel=CHECKPOINT, semantic_model=..., fusion, ...); returns the
     PredictReport (`.results`: one dict per image)."""
-    from aig.evaluation.evaluate import parse_tau
-    from aig.evaluation.predict import PredictOptions, run
+    from aig.evaluation.options import PredictOptions, parse_tau
+    from aig.evaluation.predict import run
 
     return run(PredictOptions(paths=[Path(p) for p in paths], tau=parse_tau(tau), **options))
 
 
-def audit(dataset: str | Path, threshold: float = 0.6):
+def audit(dataset: str | Path, threshold: float = _Audit.threshold):
     """`aig audit`: the shortcut audit; returns the AuditResult (`.shortcuts`, `.degenerate`, `.unreadable`)."""
-    from aig.evaluation.audit import AuditOptions, run
+    from aig.evaluation.audit import run
+    from aig.evaluation.options import AuditOptions
 
     return run(AuditOptions(dataset=Path(dataset), threshold=threshold))
 

@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from aig.manifests.errors import AigError
 from aig.pipeline.cli_config import ConfigOpt
+from aig.evaluation.options import AuditOptions, DetectorOptions, EvalOptions, ReportOptions
 from aig.labeling.options import LabelOptions
 from aig.pipeline.config import DEFAULT_OUTPUT, BuildConfig
 
@@ -37,6 +38,8 @@ DatasetPos = Annotated[Optional[str], typer.Argument(metavar="DATASET", show_def
 Executor = Literal["ray", "local"]
 _B = BuildConfig()
 _L = LabelOptions()
+_D = DetectorOptions()  # evaluate and predict
+_E = EvalOptions(dataset=Path(DEFAULT_OUTPUT))
 
 
 def _version(value: bool) -> None:
@@ -252,18 +255,19 @@ ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU thread
 @app.command()
 def evaluate(
     dataset: DatasetArg = Path(DEFAULT_OUTPUT),
-    split: Annotated[str, typer.Option(help="Dataset split to score, or none (benchmarks only).")] = "test",
+    split: Annotated[str, typer.Option(help="Dataset split to score, or none (benchmarks only).")] = _E.split,
     benchmark: Annotated[Optional[list[str]], typer.Option("--benchmark", "-b", help="[NAME=]folder (0_real/1_fake, real/fake, nature/ai) or CSV/Parquet path,label[,generator]. Repeatable.")] = None,
     pixel: PixelOpt = None, semantic_model: SemModelOpt = None, semantic_adapter: SemAdapterOpt = None,
-    tau: TauOpt = "0.5", fusion: FusionOpt = "or", weight: WeightOpt = 0.5,
+    tau: TauOpt = str(_D.tau), fusion: FusionOpt = _D.fusion, weight: WeightOpt = _D.weight,
     sweep: Annotated[bool, typer.Option("--sweep", help="Robustness sweep: JPEG 95/75/50, resize 0.5x/2x, centre crop 0.75.")] = False,
     perturb: Annotated[Optional[list[str]], typer.Option("--perturb", help="Extra post-processing: jpegQ, resizeF, cropF. Repeatable.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per pixel batch (VLM: a quarter).")] = 16,
-    max_new_tokens: Annotated[int, typer.Option(help="VLM answer length limit.")] = 256,
-    threads: ThreadsOpt = None, constrained: ConstrainedOpt = False, config: ConfigOpt = None,
+    batch_size: Annotated[int, typer.Option(help="Images per pixel batch (VLM: a quarter).")] = _E.batch_size,
+    max_new_tokens: Annotated[int, typer.Option(help="VLM answer length limit.")] = _D.max_new_tokens,
+    threads: ThreadsOpt = _D.threads, constrained: ConstrainedOpt = _D.constrained, config: ConfigOpt = None,
 ) -> None:
     """Score a dataset's test split and/or benchmarks: each branch, fused; tables, plots, Parquet in the catalog."""
-    from aig.evaluation.evaluate import EvalOptions, parse_tau, perturbations, run
+    from aig.evaluation.evaluate import run
+    from aig.evaluation.options import parse_tau, perturbations
     from aig.pipeline.redact import command_line
 
     options = EvalOptions(dataset=dataset, split=None if split == "none" else split, benchmarks=benchmark or [],
@@ -285,14 +289,14 @@ def _echo_lines(lines: list[str]) -> None:
 def predict(
     paths: Annotated[list[Path], typer.Argument(help="Images or folders.")],
     pixel: PixelOpt = None, semantic_model: SemModelOpt = None, semantic_adapter: SemAdapterOpt = None,
-    tau: TauOpt = "0.5", fusion: FusionOpt = "or", weight: WeightOpt = 0.5,
+    tau: TauOpt = str(_D.tau), fusion: FusionOpt = _D.fusion, weight: WeightOpt = _D.weight,
     json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
-    max_new_tokens: Annotated[int, typer.Option(help="VLM answer length limit.")] = 256,
-    threads: ThreadsOpt = None, constrained: ConstrainedOpt = False, config: ConfigOpt = None,
+    max_new_tokens: Annotated[int, typer.Option(help="VLM answer length limit.")] = _D.max_new_tokens,
+    threads: ThreadsOpt = _D.threads, constrained: ConstrainedOpt = _D.constrained, config: ConfigOpt = None,
 ) -> None:
     """Per image: verdict, both branch scores, which branch fired, the VLM's named inconsistencies."""
-    from aig.evaluation.evaluate import parse_tau
-    from aig.evaluation.predict import PredictOptions, run
+    from aig.evaluation.options import PredictOptions, parse_tau
+    from aig.evaluation.predict import run
 
     report = run(PredictOptions(paths=paths, pixel=pixel, semantic_model=semantic_model, semantic_adapter=semantic_adapter,
                                 tau=parse_tau(tau), fusion=fusion, weight=weight, max_new_tokens=max_new_tokens,
@@ -305,13 +309,13 @@ def predict(
 @app.command()
 def audit(
     dataset_pos: DatasetPos = None, dataset: DatasetArg = Path(DEFAULT_OUTPUT),
-    threshold: Annotated[float, typer.Option(help="Flag an attribute whose one-feature AUROC exceeds this.")] = 0.6,
+    threshold: Annotated[float, typer.Option(help="Flag an attribute whose one-feature AUROC exceeds this.")] = AuditOptions.threshold,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a shortcut or a degenerate generator is found.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Shortcut audit: format, JPEG quality, size, aspect, EXIF, file size, mode per split and class."""
-    from aig.evaluation.audit import AuditOptions, run
+    from aig.evaluation.audit import run
 
     dataset = Path(pick_dataset(dataset_pos, str(dataset)))
     result = run(AuditOptions(dataset=dataset, threshold=threshold))
@@ -326,12 +330,12 @@ def audit(
 def report(
     dataset_pos: DatasetPos = None, dataset: DatasetArg = Path(DEFAULT_OUTPUT),
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="HTML file [default: DATASET/report.html].")] = None,
-    pairs: Annotated[int, typer.Option(help="Pixel pairs in the gallery.")] = 6,
-    threshold: Annotated[float, typer.Option(help="Audit threshold.")] = 0.6,
+    pairs: Annotated[int, typer.Option(help="Pixel pairs in the gallery.")] = ReportOptions.pairs,
+    threshold: Annotated[float, typer.Option(help="Audit threshold.")] = ReportOptions.threshold,
     config: ConfigOpt = None,
 ) -> None:
     """One static HTML page: counts, provenance, pair gallery, semantic fakes, audit, evaluation."""
-    from aig.evaluation.report import ReportOptions, run
+    from aig.evaluation.report import run
 
     _echo_lines(run(ReportOptions(dataset=Path(pick_dataset(dataset_pos, str(dataset))), output=output, pairs=pairs,
                                   threshold=threshold)).lines())

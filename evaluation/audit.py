@@ -17,7 +17,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from aig.manifests.errors import AigError
+from .options import AuditOptions
 
 NUMERIC = ("jpeg_quality", "input_quality", "width", "height", "aspect", "blockiness", "file_size")
 CATEGORICAL = ("format", "mode", "exif", "square", "jpeg_trace")
@@ -26,20 +26,6 @@ CONTENT_DEPENDENT = {"file_size": "content-dependent (smoother images compress s
 # Median reconstruction PSNR (dB) below which a pixel-pair generator is degenerate: real autoencoders
 # reconstruct photos at 25-35 dB; a flat grey or black output scores about 5-12 dB.
 PSNR_FLOOR = 15.0
-
-
-class AuditError(AigError, ValueError):
-    """The audit cannot run as asked; the message says why."""
-
-
-@dataclass(kw_only=True)
-class AuditOptions:
-    dataset: Path
-    threshold: float = 0.6  # flag an attribute whose one-feature AUROC exceeds this
-
-    def check(self) -> None:
-        if not 0.5 <= self.threshold < 1.0:
-            raise AuditError(f"--threshold {self.threshold} must be in [0.5, 1)")
 
 
 @dataclass

@@ -7,20 +7,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from aig.manifests.dataset import Dataset
-from aig.manifests.errors import AigError
 
-from .metrics import FUSIONS, binary_metrics, detector_columns, fired, mean_fusion, or_fusion
-from .robustness import check as check_perturbation
+from .metrics import binary_metrics, detector_columns, fired, mean_fusion, or_fusion
+from .options import DetectorOptions, EvalError, EvalOptions
 
 BATCH_IMAGES = 32  # images held in memory at once
-
-
-class EvalError(AigError, ValueError):
-    """Evaluation cannot run as asked; the message says why and what to do."""
 
 
 @dataclass
@@ -31,67 +26,6 @@ class EvalItem:
     subset: str | None
     benchmark: str
     row: dict | None = None  # manifest row (dataset items)
-
-
-def parse_tau(text: str) -> float | None:
-    """A number, or 'calibrated' (None): the pixel checkpoint's own threshold."""
-    if str(text).strip().lower() == "calibrated":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise EvalError(f"--tau {text!r} is neither a number nor 'calibrated'") from None
-
-
-@dataclass(kw_only=True)
-class DetectorOptions:
-    """The branches and their fusion: what `aig evaluate` and `aig predict` share."""
-    pixel: str | None = None  # pixel checkpoint
-    semantic_model: str | None = None  # VLM hub id or path
-    semantic_adapter: str | None = None  # LoRA adapter folder
-    tau: float | None = 0.5  # None: the pixel checkpoint's calibrated threshold
-    fusion: str = "or"
-    weight: float = 0.5
-    max_new_tokens: int = 256
-    threads: int | None = None
-    constrained: bool = False
-
-    def check(self) -> None:
-        if self.fusion not in FUSIONS:
-            raise EvalError(f"--fusion {self.fusion!r} unknown; use {' or '.join(FUSIONS)}")
-        if self.tau is not None and not 0.0 <= self.tau < 1.0:
-            raise EvalError(f"--tau {self.tau} must be in [0, 1)")
-        if not 0.0 <= self.weight <= 1.0:
-            raise EvalError(f"--weight {self.weight} must be in [0, 1]")
-
-    @property
-    def has_semantic(self) -> bool:
-        return bool(self.semantic_model or self.semantic_adapter)
-
-
-@dataclass(kw_only=True)
-class EvalOptions(DetectorOptions):
-    """`aig evaluate`: a dataset split (None: benchmarks only) and/or benchmarks, under perturbations."""
-    dataset: Path
-    split: str | None = "test"
-    benchmarks: list[str] = field(default_factory=list)
-    perturbations: list[str] = field(default_factory=lambda: ["none"])
-    batch_size: int = 16
-
-    def check(self) -> None:
-        super().check()
-        for p in self.perturbations:
-            try:
-                check_perturbation(p)
-            except ValueError as e:
-                raise EvalError(str(e)) from None
-
-
-def perturbations(sweep: bool, extra: list[str]) -> list[str]:
-    """'none' first, then the sweep's (when asked) and the extra ones, each once."""
-    from .robustness import SWEEP
-
-    return list(dict.fromkeys(["none"] + (list(SWEEP) if sweep else []) + list(extra)))
 
 
 SUBSET_OF_TASK = {"pixel": "pixel", "semantic": "semantic", "both": "semantic"}

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 
-FUSIONS = ("or", "mean")
 
 
 def binary_metrics(labels, scores, preds) -> dict:

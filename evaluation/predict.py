@@ -6,13 +6,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .evaluate import DetectorOptions, EvalError, fuse_row, load_branches
+from .evaluate import fuse_row, load_branches
 from .folders import IMAGE_EXTS
-
-
-@dataclass(kw_only=True)
-class PredictOptions(DetectorOptions):
-    paths: list[Path]  # images or folders (searched recursively)
+from .options import EvalError, PredictOptions
 
 
 @dataclass

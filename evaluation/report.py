@@ -14,6 +14,8 @@ from aig.manifests.dataset import Dataset
 from aig.manifests.errors import AigError
 from aig.pipeline.shards import read_member
 
+from .options import ReportOptions
+
 THUMB = 192
 # After loading, the page counts its images that failed to display: recorded on <body> (data-images,
 # data-broken) and, only when some did, shown as a warning.
@@ -245,14 +247,6 @@ def evaluation_section(root: Path) -> str:
 
 class ReportError(AigError, OSError):
     """The report cannot be written; the message says where and what to do."""
-
-
-@dataclass(kw_only=True)
-class ReportOptions:
-    dataset: Path
-    output: Path | None = None  # default: DATASET/report.html
-    pairs: int = 6  # pixel pairs in the gallery
-    threshold: float = 0.6  # audit threshold
 
 
 @dataclass
