@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU benchmark sections in one go, for a CUDA machine (sized for one H200 + 16 CPUs: ~5-6 minutes).
+# The GPU benchmark sections in one go, for a CUDA machine (sized for one H200 + 16 CPUs: ~6-7 minutes).
 #
 # Needs (nothing is installed here): a Python environment with aig's dependencies (`pip install -e .[dev]`)
 # and a CUDA build of torch, found as $PYTHON (default: .venv/bin/python when present, else python3).
@@ -9,7 +9,8 @@
 # also leaves its markdown under $OUT (default /tmp) when it writes one. A failing step does not stop the others;
 # the script exits non-zero if any failed.
 #   1. reconstruct: aig's ReconstructWorker vs the bare autoencoder (SD-VAE-sized AutoencoderKL, 512 px, fp16,
-#      same batch; encode -> sample -> decode only) and vs a plain one-image loop; batches 8 and 16. ~2 min
+#      same batch; encode -> sample -> decode only) and vs a plain one-image loop (on 96 of the 512 images);
+#      batches 8 and 16; 8 chunks of 64, two at a time as a GPU actor takes them. ~3 min
 #   2. generate: aig's TextToImageWorker vs a bare batched diffusers loop (SD-1.5-sized pipeline, 512 px, fp16,
 #      20 steps, batch 8). ~1.5 min
 #   3. label: the local VLM backend (~0.3 B random LLaVA, 336 px) at batch 1/8/32, and vs a bare batched
@@ -29,8 +30,8 @@ step() {  # step NAME TIMEOUT_S ARGS...
   timeout "$limit" "$PYTHON" "$@" || { echo "!! $name failed (exit $?)"; failed=1; }
   echo "== $name took $((SECONDS - t0)) s"
 }
-step reconstruct 200 benchmarks/reconstruct.py --gpu --n 192 --chunk 64 --batch 8 16 --repeats 2 --write-results \
-    --markdown-out "$OUT/reconstruct-gpu.md"
+step reconstruct 300 benchmarks/reconstruct.py --gpu --n 512 --chunk 64 --plain-n 96 --batch 8 16 --repeats 2 \
+    --write-results --markdown-out "$OUT/reconstruct-gpu.md"
 step generate 150 benchmarks/generate.py --n 32 --batch 8 --steps 20 --repeats 2 --write-results
 step label 150 benchmarks/label.py --gpu --n 32 --write-results
 echo "$(uptime)"

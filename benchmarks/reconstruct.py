@@ -748,7 +748,7 @@ def gpu_main(args) -> None:
                   f"{side}x{side} PNGs in chunks of {args.chunk}, {dtype_name} on {device}"
                   f"{', tiled' if tile else ', no tiling'}; sampled latents. Plain loop: one image at a time (read "
                   "from the tar, decode, encode -> sample -> decode, uint8 on CPU, PNG-encode real + reconstruction, "
-                  "append to a tar), on the first {len(plain_rows)} images. Pipeline: aig's `ReconstructWorker` (what each "
+                  f"append to a tar), on the first {len(plain_rows)} images. Pipeline: aig's `ReconstructWorker` (what each "
                   "Ray actor runs) in this process, `run_chunk` per chunk (tars with JSON members, index and samples "
                   "Parquet, done marker), up to `chunks_in_flight` chunks at once in threads, as a GPU actor takes "
                   f"them ({workers[args.batch[0]].chunks_in_flight}). Untimed warm-up of {len(warm)} images each; model load not timed "
