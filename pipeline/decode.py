@@ -62,6 +62,7 @@ class SourceInfo:
 PNG_LEVEL = 1
 ORIENTATION = 0x0112  # EXIF tag
 TRANSPOSED = (5, 6, 7, 8)  # orientations that swap width and height
+ROTATED_OR_FLIPPED = (2, 3, 4, 5, 6, 7, 8)  # orientations that move pixels
 
 
 def _open(data: bytes) -> Image.Image:
@@ -149,7 +150,8 @@ def decode_image(data: bytes, limits: DecodeLimits,
                     need = (need[1], need[0]) if orientation in TRANSPOSED else need
                     drafted = img.draft(mode if mode in ("RGB", "L") else None, need) is not None and img.size != (w, h)
             img.load()
-            img = ImageOps.exif_transpose(img)
+            if orientation in ROTATED_OR_FLIPPED:  # otherwise Pillow's exif_transpose would only copy the image
+                img = ImageOps.exif_transpose(img)
             rgb = _to_rgb(img)
     except Image.DecompressionBombError as e:
         raise Rejected(TOO_LARGE, str(e)) from None

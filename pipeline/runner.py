@@ -97,7 +97,8 @@ def _start_lean_local(ray, num_cpus: int, common: dict) -> None:
     """A fresh local Ray of the processes the pipeline uses: GCS, raylet and workers, without the dashboard's
     API server, the autoscaler monitor and the log monitor (a fixed local cluster whose workers' logs stay in
     their files). On a few CPUs those cost seconds at start, on the driver's critical path, and at shutdown.
-    Started as `ray.init(address="local")` starts its head node; `ray.shutdown()` stops it the same way."""
+    Started as `ray.init(address="local")` starts its head node, through Ray's private head-node API (Ray is
+    pinned; tests/test_units.py checks which processes run); `ray.shutdown()` stops it the same way."""
     from ray._private import worker
     from ray._private.node import Node
     from ray._private.parameter import RayParams
