@@ -201,3 +201,42 @@ def test_resume_mid_generation(models, tmp_path):
     run_aig(*args, "-o", killed)
     assert tar_digests(killed) == tar_digests(clean)
     assert "OK" in run_aig("verify", killed).stdout
+
+
+def test_overlapping_chunks_of_a_gpu_actor_write_what_one_at_a_time_writes(models, tmp_path):
+    """A GPU actor runs `chunks_in_flight` chunks at once in threads (model use under a lock): the same worker
+    must write the same bytes as when it runs them one after another."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aig import build_data
+    from aig.generators.reconstruct import AutoencoderSpec, ReconstructWorker
+    from aig.pipeline.config import ReconstructConfig, ShardConfig, load_config
+    from aig.pipeline.model_stages import real_chunks
+
+    make_images(tmp_path / "in", 6, size=(64, 64), fmt="PNG")
+    base = tmp_path / "base"
+    build_data(load_config(None, {"output": str(base), "inputs.folders": [str(tmp_path / "in")],
+                                  "stages": ["ingest"], "runner.executor": "local", "shards.samples_per_shard": 3}))
+    chunks = real_chunks(base)
+    assert len(chunks) == 2
+    worker = ReconstructWorker(AutoencoderSpec(name="tiny", model=str(models["vae"])),
+                               ReconstructConfig(batch_size=2), threads=1)
+    assert worker.chunks_in_flight == 2
+    digests = {}
+    for mode in ("one-at-a-time", "overlapping"):
+        root = tmp_path / mode
+        shutil.copytree(base, root)
+
+        def run(item, root=root):
+            return worker.run_chunk(str(root), item[0], item[1], ShardConfig(samples_per_shard=3), "run-0002")
+
+        if mode == "overlapping":
+            with ThreadPoolExecutor(worker.chunks_in_flight) as pool:
+                results = list(pool.map(run, chunks.items()))
+        else:
+            results = [run(item) for item in chunks.items()]
+        assert [(r["samples"], r["failures"]) for r in results] == [(6, 0), (6, 0)]
+        assert all(r["timers"]["autoencoder"] > 0 for r in results)
+        digests[mode] = {k: v for k, v in tar_digests(root).items() if "/real/" not in k}
+    assert len(digests["overlapping"]) >= 2 and digests["overlapping"] == digests["one-at-a-time"]
