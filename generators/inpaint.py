@@ -43,7 +43,18 @@ class InpaintWorker(ReconstructWorker):
         self.base = {"model_id": spec.model, "revision": spec.revision, "commit": commit,
                      "pipeline": type(self.pipe).__name__, "scheduler": type(self.pipe.scheduler).__name__}
 
-    def _batch(self, batch: list, splits: int) -> list:
+    def _batch(self, batch: list, splits: int, model_s: list | None = None) -> list:
+        """The whole batch is model work: it holds the worker's lock throughout (its seconds go to model_s)."""
+        import time
+
+        with self._model_lock:
+            t = time.perf_counter()
+            out = self._inpaint(batch, splits)
+            if model_s is not None:
+                model_s.append(time.perf_counter() - t)
+        return out
+
+    def _inpaint(self, batch: list, splits: int) -> list:
         import numpy as np
         import torch
 

@@ -118,10 +118,7 @@ class ReconstructWorker:
                     items.append(item)
 
             def batch(part: list, splits: int) -> list:
-                with self._model_lock:
-                    t = time.perf_counter()
-                    results = self._batch(part, splits)
-                    model_s.append(time.perf_counter() - t)
+                results = self._batch(part, splits, model_s)
                 return [pool.submit(pair, it[0], it[1], it[2], recon, meta, run_id)
                         for it, (recon, meta) in zip(part, results)]
 
@@ -150,21 +147,41 @@ class ReconstructWorker:
             self._ae32 = ae_mod.load_autoencoder(spec.model, spec.subfolder, spec.revision, self.device, torch.float32)
         return self._ae32
 
-    def _batch(self, batch: list, splits: int) -> list:
-        """One (image, meta) per item; image None and meta['problem'] set for an output that cannot be stored."""
+    def _batch(self, batch: list, splits: int, model_s: list | None = None) -> list:
+        """One (image, meta) per item; image None and meta['problem'] set for an output that cannot be stored.
+
+        Only the model's part holds the worker's lock (its seconds go to model_s): stacking the crops before it
+        and making the images after it run beside another chunk's model work."""
         import numpy as np
         import torch
         from PIL import Image
 
         x8 = torch.from_numpy(np.stack([np.asarray(c).transpose(2, 0, 1) for _, c, _, _ in batch]))
         if self.device == "cuda":  # uint8 through pinned memory: a quarter of the bytes, copied asynchronously
-            x8 = x8.pin_memory().to(self.device, non_blocking=True)
-        x = x8.float() / 127.5 - 1
+            x8 = x8.pin_memory()
         pair_ids = [self._pair_id(row) for row, _, _, _ in batch]
         seeds = [seed for _, _, _, seed in batch]
+        with self._model_lock:
+            t = time.perf_counter()
+            arrays, problems, psnrs, upcast, tile = self._run_model(x8, seeds)
+            if model_s is not None:
+                model_s.append(time.perf_counter() - t)
+        common = {"batch": pair_ids, "tiled": tile, "oom_splits": splits, "latent": self.latent_mode(),
+                  "dtype": str(self.dtype).removeprefix("torch."), "upcast": upcast, "device": self.device,
+                  "threads": self.threads, **versions()}
+        return [(None, {"problem": p, "error": problem_message(p, self.spec.model, upcast is not None)}) if p
+                else (Image.fromarray(a), {"seed": s, "psnr": q, **common})
+                for a, s, p, q in zip(arrays, seeds, problems, psnrs)]
+
+    def _run_model(self, x8, seeds: list[int]):
+        """(uint8 images N,H,W,3 on the host, problems, PSNRs, upcast reason, tiled): the checks, the PSNR and the
+        conversion to bytes run where the model ran, so only uint8 images come back."""
+        import torch
+
+        x8 = x8.to(self.device, non_blocking=True)
+        x = x8.float() / 127.5 - 1
         tile = max(x.shape[-2:]) > min(self.cfg.tile_above, self.ae.sample_size)
         ae, upcast = self.ae, self.ae.upcast
-        # checks, PSNR and the conversion to bytes run where the model ran; only uint8 images come back
         y = ae_mod.reconstruct(ae, x, seeds, self.cfg.latent, tile=tile)
         problems = batch_problems((y + 1) / 2, (x + 1) / 2)
         if NON_FINITE in problems and ae.model.dtype != torch.float32:  # a float16 overflow: the batch again in float32
@@ -173,13 +190,7 @@ class ReconstructWorker:
             problems = batch_problems((y + 1) / 2, (x + 1) / 2)
         y8 = ((y.nan_to_num(0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
         psnrs = batch_psnr(x8, y8)
-        arrays = y8.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-        common = {"batch": pair_ids, "tiled": tile, "oom_splits": splits, "latent": self.latent_mode(),
-                  "dtype": str(self.dtype).removeprefix("torch."), "upcast": upcast, "device": self.device,
-                  "threads": self.threads, **versions()}
-        return [(None, {"problem": p, "error": problem_message(p, self.spec.model, upcast is not None)}) if p
-                else (Image.fromarray(a), {"seed": s, "psnr": q, **common})
-                for a, s, p, q in zip(arrays, seeds, problems, psnrs)]
+        return y8.permute(0, 2, 3, 1).contiguous().cpu().numpy(), problems, psnrs, upcast, tile
 
     def _pair_id(self, row: dict) -> str:
         return f"{row['source_id']}-{self.spec.name}"
