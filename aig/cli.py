@@ -156,8 +156,12 @@ def build_data(
 
     report = build(cfg, command=command_line(), overwrite=overwrite)
     typer.echo(f"dataset: {report.location or report.root.resolve()}")
-    typer.echo(f"run {report.run_id}{' (resumed)' if report.resumed else ''}: {report.seconds:.1f}s "
-               f"({report.ray_startup_s:.1f}s of it Ray start-up)")
+    if report.recorded:
+        typer.echo(f"run {report.run_id}{' (resumed)' if report.resumed else ''}: {report.seconds:.1f}s "
+                   f"({report.ray_startup_s:.1f}s of it Ray start-up)")
+    else:
+        typer.echo(f"nothing to do: the dataset already holds what this command builds; no run recorded "
+                   f"({report.seconds:.1f}s)")
     ingested = report.by_stage.get("ingest", (0, 0))
     typer.echo(f"  ingest: {report.inputs} inputs -> {ingested[0]} samples, {ingested[1]} failures")
     for stage, (n, f) in report.by_stage.items():

@@ -48,6 +48,7 @@ class BuildReport:
     by_stage: dict[str, tuple[int, int]]  # stage -> (samples, failures) written by this run
     location: str | None = None  # the URL of a dataset on object storage (root is then its local mirror)
     timers: dict[str, Timers] = field(default_factory=dict)  # "build" (driver phases) and each stage run's label
+    recorded: bool = True  # False: nothing to do, so no run was recorded (run_id names none)
 
 
 def disk_full_error(root: Path, e: BaseException) -> BuildError:
@@ -137,7 +138,7 @@ def _next_chunk(root: Path, run_ids: set[str]) -> int:
 def _new_run(root: Path, cfg: BuildConfig, command: str, runs: list[dict],
              on_work: Callable[[], None] = lambda: None, timers: Timers | None = None) -> tuple[dict, list[dict]]:
     """Plan a new run; with new inputs, `on_work()` (Ray start-up and its prestarted workers) runs in this
-    thread while other threads hash them."""
+    thread while other threads hash them. The run is recorded (plan, then run row) once it has work."""
     ds = Dataset(root)
     run_id = ds.new_run_id()
     items = enumerate_inputs(cfg.inputs) if "ingest" in cfg.stages else []
@@ -167,15 +168,22 @@ def _new_run(root: Path, cfg: BuildConfig, command: str, runs: list[dict],
                      _next_chunk(root, {r["run_id"] for r in runs}), ing.near_dup, ing.near_dup_distance)
     if near := sum(1 for r in plan if r["near_dup_of"]):
         log(f"{near} inputs are near-duplicates of another ({'dropped' if ing.near_dup == 'drop' else 'grouped'})")
-    atomic_write(ds.plan_path(run_id), parquet_bytes(_plan_table(plan)))  # the plan first, then its run
     run = {
         "run_id": run_id, "command": command, "status": "running", "started_at": provenance.now(),
         "config_hash": cfg.content_hash(), "config": json.dumps(cfg.to_dict(), sort_keys=True),
         "versions": json.dumps(provenance.library_versions(), sort_keys=True), "git_commit": provenance.git_commit(),
         "host": provenance.host(), "n_inputs": len(plan), "resumed": 0,
     }
-    ds.write_run(run)
+    if plan:
+        _record(root, run, plan)
     return run, plan
+
+
+def _record(root: Path, run: dict, plan: list[dict]) -> None:
+    """The plan first, then its run row: from here on a killed run resumes."""
+    ds = Dataset(root)
+    atomic_write(ds.plan_path(run["run_id"]), parquet_bytes(_plan_table(plan)))
+    ds.write_run(run)
 
 
 def _plan_table(plan: list[dict]):
@@ -293,8 +301,14 @@ def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float)
         except BaseException:
             lazy.close()
             raise
-        store.push()  # the plan, then its run row
         run_id = run["run_id"]
+        recorded = bool(plan) or run["resumed"]
+        pending = {} if recorded else {stage.label: model_chunks(stage, root, run_id, cfg.shards, store.url)
+                                       for stage_list in stages.values() for stage in stage_list}
+        if not recorded and any(pending.values()):
+            _record(root, run, plan)
+            recorded = True
+        store.push()  # the plan, then its run row
         for tmp in ds.temp_files():
             tmp.unlink(missing_ok=True)  # leftovers of a killed run; never visible under a final name
         errors: list[str] = []
@@ -310,8 +324,10 @@ def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float)
                 if not stage_list:
                     log(f"stage {name}: no model configured, skipped")
                 for stage in stage_list:
-                    done = run_chunks(stage, model_chunks(stage, root, run_id, cfg.shards, store.url), lazy.get,
-                                      cfg.runner.gpus_per_worker)
+                    chunks = pending.get(stage.label)
+                    if chunks is None:  # after this run's ingest
+                        chunks = model_chunks(stage, root, run_id, cfg.shards, store.url)
+                    done = run_chunks(stage, chunks, lazy.get, cfg.runner.gpus_per_worker)
                     errors += done.errors
                     timers[stage.label] = done.timers
         except ModelLoadError as e:  # a model failed its probe in a worker: what finished stays published
@@ -331,12 +347,13 @@ def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float)
         run.update(n_samples=sum(m["samples"] for m in mine), n_failures=sum(m["failures"] for m in mine))
         if not errors:
             run.update(status="complete", finished_at=provenance.now())
-        with phase("runs table"):
-            ds.write_run(run)
         with phase("info.json"):
             info.write_info(root)
         with phase("catalog"):
             ds.refresh_catalog()
+        if recorded:  # last: a run killed before this line resumes and finishes the steps above
+            with phase("runs table"):
+                ds.write_run(run)
         store.push()
     if probe_error:
         raise probe_error
@@ -345,4 +362,4 @@ def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float)
                          "command to finish them:\n  " + "\n  ".join(errors[:20]))
     return BuildReport(root, run_id, bool(run["resumed"]), len(plan), chunks_run, run["n_samples"],
                        run["n_failures"], time.perf_counter() - start, lazy.startup_s, by_stage,
-                       store.url if storage.is_url(store.url) else None, timers)
+                       store.url if storage.is_url(store.url) else None, timers, recorded)

@@ -60,6 +60,10 @@ def test_append_then_overwrite(tmp_path):
     dup = sql_rows(out, "select reason, duplicate_of from failures")
     assert dup == [{"reason": "duplicate", "duplicate_of": str(first[0].resolve())}]
     assert [r["run_id"] for r in sql_rows(out, "select run_id from runs order by 1")] == ["run-0001", "run-0002"]
+    again = run_aig("build-data", "-o", out, "--input-dir", a, "--input-dir", b, "--executor", "local", "--stages",
+                    "ingest")  # the same command once more: nothing to do, and no empty run in the runs table
+    assert "nothing to do" in again.stdout and tar_digests(out) == after
+    assert [r["run_id"] for r in sql_rows(out, "select run_id from runs order by 1")] == ["run-0001", "run-0002"]
     (out / "thesis").mkdir()  # files aig never wrote: --overwrite leaves them alone
     (out / "thesis" / "chapter1.tex").write_text("x")
     (out / "notes.txt").write_text("mine")
