@@ -302,7 +302,7 @@ def _build(store, cfg: BuildConfig, command: str, overwrite: bool, start: float)
             lazy.close()
             raise
         run_id = run["run_id"]
-        recorded = bool(plan) or run["resumed"]
+        recorded = bool(plan or run["resumed"])
         pending = {} if recorded else {stage.label: model_chunks(stage, root, run_id, cfg.shards, store.url)
                                        for stage_list in stages.values() for stage in stage_list}
         if not recorded and any(pending.values()):
