@@ -156,7 +156,10 @@ def _reconstruct(ae: LoadedAutoencoder, images, seeds: list[int], latent: str, t
                 noise = torch.stack([
                     torch.randn(dist.mean.shape[1:], generator=torch.Generator("cpu").manual_seed(s), dtype=torch.float32)
                     for s in seeds
-                ]).to(dist.mean.device, dist.mean.dtype)
+                ])
+                if dist.mean.device.type == "cuda":  # from pinned memory the copy does not wait for the encoder
+                    noise = noise.pin_memory()
+                noise = noise.to(dist.mean.device, non_blocking=True).to(dist.mean.dtype)
                 z = dist.mean + dist.std * noise
             return _decode(ae, z, seeds)
     finally:

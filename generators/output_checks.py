@@ -20,14 +20,24 @@ def batch_problems(images, references=None) -> list[str | None]:
     Degenerate: every channel is flat (one colour) while the reference (the input it reconstructs) is not;
     without references (text-to-image) any one-colour image is degenerate.
     """
+    return problems_of(problem_flags(images, references).tolist())
+
+
+def problem_flags(images, references=None):
+    """batch_problems as a bool tensor N,2 (finite, flat) left on the device, for callers that copy it back
+    later (with the images)."""
+    import torch
+
     finite = images.isfinite().flatten(1).all(1)
     flat = spreads(images.nan_to_num(0)) < FLAT_STD
     if references is not None:
         flat &= spreads(references) >= 4 * FLAT_STD
-    import torch
+    return torch.stack([finite, flat], 1)
 
-    return [None if ok and not d else NON_FINITE if not ok else DEGENERATE
-            for ok, d in torch.stack([finite, flat], 1).tolist()]
+
+def problems_of(flags: list) -> list[str | None]:
+    """batch_problems from (finite, flat) pairs."""
+    return [None if ok and not d else NON_FINITE if not ok else DEGENERATE for ok, d in flags]
 
 
 def spreads(images):
@@ -51,7 +61,12 @@ def psnr(a, b) -> float:
 
 def batch_psnr(a, b) -> list[float]:
     """psnr of each pair of uint8 images in tensors N,..., on their device (in float64, where sums of squared byte differences are exact)."""
-    return [psnr_of_mse(m) for m in (a.double() - b.double()).pow(2).flatten(1).mean(1).tolist()]
+    return [psnr_of_mse(m) for m in mean_squared_errors(a, b).tolist()]
+
+
+def mean_squared_errors(a, b):
+    """Mean squared error of each pair of uint8 images in tensors N,..., as a float64 tensor on their device."""
+    return (a.double() - b.double()).pow(2).flatten(1).mean(1)
 
 
 def psnr_of_mse(mse: float) -> float:

@@ -20,7 +20,8 @@ from aig.pipeline.shards import read_member
 from . import autoencoder as ae_mod
 from .batching import run_in_batches
 from .naming import generator_name
-from .output_checks import NON_FINITE, batch_problems, batch_psnr, problem_message, psnr
+from .output_checks import (NON_FINITE, mean_squared_errors, problem_flags, problem_message, problems_of,
+                            psnr, psnr_of_mse)
 
 STAGE = "reconstruct"
 KIND = "autoencoder"
@@ -96,7 +97,7 @@ class ReconstructWorker:
     def reconstruct_rows(self, root: str | Path, real_rows: list[dict], run_id: str,
                          timers: dict[str, float] | None = None) -> list[Outcome]:
         """Decode the reals, run the model batch by batch, encode the pairs; `timers` gets the seconds of the model
-        (under its lock, to uint8 on the host) and of the pairs' encoding (summed over threads).
+        (device time, to uint8 on the host) and of the pairs' encoding (summed over threads).
 
         On a GPU the CPU work runs in a thread pool sized to the node's CPUs (decoding and zlib/libjpeg drop
         the GIL): reals are decoded ahead, and each batch's pairs are encoded while the GPU runs the next."""
@@ -150,8 +151,8 @@ class ReconstructWorker:
     def _batch(self, batch: list, splits: int, model_s: list | None = None) -> list:
         """One (image, meta) per item; image None and meta['problem'] set for an output that cannot be stored.
 
-        Only the model's part holds the worker's lock (its seconds go to model_s): stacking the crops before it
-        and making the images after it run beside another chunk's model work."""
+        Stacking the crops before the model and making the images after it run beside another chunk's model
+        work; the model's seconds go to model_s."""
         import numpy as np
         import torch
         from PIL import Image
@@ -161,11 +162,9 @@ class ReconstructWorker:
             x8 = x8.pin_memory()
         pair_ids = [self._pair_id(row) for row, _, _, _ in batch]
         seeds = [seed for _, _, _, seed in batch]
-        with self._model_lock:
-            t = time.perf_counter()
-            arrays, problems, psnrs, upcast, tile = self._run_model(x8, seeds)
-            if model_s is not None:
-                model_s.append(time.perf_counter() - t)
+        arrays, problems, psnrs, upcast, tile, seconds = self._run_model(x8, seeds)
+        if model_s is not None:
+            model_s.append(seconds)
         common = {"batch": pair_ids, "tiled": tile, "oom_splits": splits, "latent": self.latent_mode(),
                   "dtype": str(self.dtype).removeprefix("torch."), "upcast": upcast, "device": self.device,
                   "threads": self.threads, **versions()}
@@ -174,23 +173,52 @@ class ReconstructWorker:
                 for a, s, p, q in zip(arrays, seeds, problems, psnrs)]
 
     def _run_model(self, x8, seeds: list[int]):
-        """(uint8 images N,H,W,3 on the host, problems, PSNRs, upcast reason, tiled): the checks, the PSNR and the
-        conversion to bytes run where the model ran, so only uint8 images come back."""
+        """(uint8 images N,H,W,3 on the host, problems, PSNRs, upcast reason, tiled, model seconds).
+
+        Under the worker's lock a batch is only queued on the device; it is awaited outside the lock, so the
+        other chunk in flight queues its next batch meanwhile and the GPU does not wait on the host."""
         import torch
 
+        tile = max(x8.shape[-2:]) > min(self.cfg.tile_above, self.ae.sample_size)
+        with self._model_lock:
+            wait = self._queue(self.ae, x8, seeds, tile)
+        (y8, flags, mse), seconds = wait()
+        problems, upcast = problems_of(flags.tolist()), self.ae.upcast
+        if NON_FINITE in problems and self.ae.model.dtype != torch.float32:  # a float16 overflow: again in float32
+            with self._model_lock:
+                wait = self._queue(self.float32_model(), x8, seeds, tile)
+            (y8, flags, mse), more = wait()
+            problems, upcast, seconds = problems_of(flags.tolist()), NON_FINITE, seconds + more
+        return y8.numpy(), problems, [psnr_of_mse(m) for m in mse.tolist()], upcast, tile, seconds
+
+    def _queue(self, ae: ae_mod.LoadedAutoencoder, x8, seeds: list[int], tile: bool):
+        """Queue a batch where the model runs: the reconstruction, its checks, its PSNR and its uint8 form, then
+        their copy back. Returns wait() -> ((uint8 N,H,W,3, flags N,2, MSE N) on the host, model seconds)."""
+        import torch
+
+        t = time.perf_counter()
+        cuda = self.device == "cuda"
+        if cuda:
+            began = torch.cuda.Event(enable_timing=True)
+            began.record()
         x8 = x8.to(self.device, non_blocking=True)
         x = x8.float() / 127.5 - 1
-        tile = max(x.shape[-2:]) > min(self.cfg.tile_above, self.ae.sample_size)
-        ae, upcast = self.ae, self.ae.upcast
         y = ae_mod.reconstruct(ae, x, seeds, self.cfg.latent, tile=tile)
-        problems = batch_problems((y + 1) / 2, (x + 1) / 2)
-        if NON_FINITE in problems and ae.model.dtype != torch.float32:  # a float16 overflow: the batch again in float32
-            ae, upcast = self.float32_model(), NON_FINITE
-            y = ae_mod.reconstruct(ae, x, seeds, self.cfg.latent, tile=tile)
-            problems = batch_problems((y + 1) / 2, (x + 1) / 2)
+        flags = problem_flags((y + 1) / 2, (x + 1) / 2)
         y8 = ((y.nan_to_num(0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        psnrs = batch_psnr(x8, y8)
-        return y8.permute(0, 2, 3, 1).contiguous().cpu().numpy(), problems, psnrs, upcast, tile
+        out = (y8.permute(0, 2, 3, 1).contiguous(), flags, mean_squared_errors(x8, y8))
+        if not cuda:
+            seconds = time.perf_counter() - t
+            return lambda: (out, seconds)
+        host = tuple(torch.empty(o.shape, dtype=o.dtype, pin_memory=True).copy_(o, non_blocking=True) for o in out)
+        ended = torch.cuda.Event(enable_timing=True)
+        ended.record()
+
+        def wait():
+            ended.synchronize()
+            return host, began.elapsed_time(ended) / 1000  # device time: batches of both chunks never overlap
+
+        return wait
 
     def _pair_id(self, row: dict) -> str:
         return f"{row['source_id']}-{self.spec.name}"
