@@ -56,7 +56,8 @@ test-slow: $(STAMP) chromium
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow; rc=$$?; [ $$rc -eq 5 ] || exit $$rc
 
 # Every benchmark rewrites its own section of benchmarks/RESULTS.md (other sections are kept).
-# label.py and train.py run when present; each script takes --write-results.
+# label.py and train.py run when present; each script takes --write-results. On a CUDA machine the GPU
+# sections follow (benchmarks/gpu_all.sh).
 BENCHMARKS := ingest reconstruct generate label train sql scaling
 
 bench: $(STAMP)
@@ -66,6 +67,9 @@ bench: $(STAMP)
 	    HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/$$b.py --write-results || exit 1; \
 	  else echo "== benchmarks/$$b.py: not there, skipped"; fi; \
 	done
+	@if $(BIN)/python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then \
+	  echo "== benchmarks/gpu_all.sh (CUDA device found)"; PYTHON=$(BIN)/python benchmarks/gpu_all.sh || exit 1; \
+	else echo "== GPU sections: no CUDA device, marked not measured (their last figures are kept)"; fi
 
 # Headless Chromium for the report-rendering test (Debian package `chromium`); installed when missing.
 # If it cannot be installed the test is skipped and says why.
