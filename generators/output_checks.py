@@ -59,13 +59,9 @@ def psnr(a, b) -> float:
     return psnr_of_mse(float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
 
 
-def batch_psnr(a, b) -> list[float]:
-    """psnr of each pair of uint8 images in tensors N,..., on their device (in float64, where sums of squared byte differences are exact)."""
-    return [psnr_of_mse(m) for m in mean_squared_errors(a, b).tolist()]
-
-
 def mean_squared_errors(a, b):
-    """Mean squared error of each pair of uint8 images in tensors N,..., as a float64 tensor on their device."""
+    """Mean squared error of each pair of uint8 images in tensors N,..., as a float64 tensor on their device
+    (where sums of squared byte differences are exact); psnr_of_mse turns each into the PSNR."""
     return (a.double() - b.double()).pow(2).flatten(1).mean(1)
 
 
